@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from .models import MODELS, Block, Bus
@@ -58,7 +58,7 @@ class VectorFile:
     scenarios: list[Scenario]
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     PASSED = "passed"
     FAILED = "failed"
     SKIPPED = "skipped"
@@ -137,7 +137,9 @@ def parse_vector_file(path: Path | str) -> VectorFile:
     if not scope.endswith(".block.ini"):
         raise VectorError(f"{path}: [.] section has no 'scope: <block>.block.ini'")
     return VectorFile(
-        path, scope.removesuffix(".block.ini").upper(), header.get("description", ""),
+        path,
+        scope.removesuffix(".block.ini").upper(),
+        header.get("description", ""),
         scenarios,
     )
 
@@ -149,9 +151,9 @@ class DirectoryTableMemory:
         self.directory = directory
 
     def available(self, address: int) -> bool:
-        return self.directory is not None and (
-            self.directory / f"{address}.txt"
-        ).is_file()
+        return (
+            self.directory is not None and (self.directory / f"{address}.txt").is_file()
+        )
 
     def __call__(self, address: int, length: int) -> Sequence[int]:
         assert self.directory is not None
@@ -212,7 +214,9 @@ def run_scenario(
     model = MODELS.get(vectors.block)
     if model is None:
         return Result(
-            vectors.block, scenario.name, Outcome.SKIPPED,
+            vectors.block,
+            scenario.name,
+            Outcome.SKIPPED,
             f"no model of {vectors.block} yet",
         )
     reason = getattr(model, "UNMODELLED", {}).get(scenario.name)
@@ -224,7 +228,9 @@ def run_scenario(
             address = int(step.inputs["TABLE_ADDRESS"], 0)
             if not memory.available(address):
                 return Result(
-                    vectors.block, scenario.name, Outcome.SKIPPED,
+                    vectors.block,
+                    scenario.name,
+                    Outcome.SKIPPED,
                     f"DMA table memory at {address} not provided "
                     "(upstream keeps it beside the vectors as "
                     f"{address}.txt; pass its folder with --tables)",

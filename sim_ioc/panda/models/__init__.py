@@ -23,7 +23,7 @@ def _load_all() -> None:
     # not written yet, not an error.
     import importlib
 
-    for name in ("bits", "clock", "counter", "pcap", "pcomp", "pulse", "seq"):
+    for name in ("bits", "clock", "counter", "io", "pcap", "pcomp", "pulse", "seq"):
         try:
             importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as e:

@@ -1,0 +1,128 @@
+"""What PCAP captures, and the events the data port streams.
+
+:func:`plan` turns the fields whose CAPTURE attribute is set into the PCAP
+WRITE words the firmware needs and the :class:`Column` layout of each frame;
+:class:`Capture` assembles drained words into whole frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .catalog import FieldDef
+from .fields import TICK
+
+
+@dataclass(frozen=True)
+class Request:
+    """A field to capture, as the CAPTURE attribute asks."""
+
+    name: str  # e.g. "INENC1.VAL" or "PCAP.TS_TRIG"
+    definition: FieldDef
+    mode: str  # e.g. "Value", "Min Max Mean"
+    scale: float
+    offset: float
+    units: str
+    pos_index: int | None
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the data stream, built from words of each frame."""
+
+    name: str
+    capture: str  # a single mode: Value, Diff, Sum, Mean, Min, Max
+    kind: str  # "pos", "timestamp", "samples" or "bits"
+    words: tuple[int, ...]  # (word,) or (low word, high word)
+    signed: bool
+    scale: float | None = None
+    offset: float | None = None
+    units: str | None = None
+
+    @property
+    def raw_dtype(self) -> str:
+        if self.kind == "bits":
+            return "uint32"
+        if len(self.words) == 2:
+            return "int64" if self.signed else "uint64"
+        return "int32" if self.signed else "uint32"
+
+    def values(self, frames: np.ndarray) -> np.ndarray:
+        """This column's raw values from an (n, frame_words) uint32 array."""
+        low = frames[:, self.words[0]].astype(np.uint64)
+        if len(self.words) == 2:
+            both = low | (frames[:, self.words[1]].astype(np.uint64) << np.uint64(32))
+            return both.view(np.int64) if self.signed else both
+        word = frames[:, self.words[0]]
+        return word.view(np.int32) if self.signed else word
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The PCAP programming and frame layout for one acquisition."""
+
+    write_words: tuple[int, ...]
+    columns: tuple[Column, ...]
+    frame_words: int
+
+
+def plan(requests: list[Request]) -> Plan:
+    """Work out the WRITE words and frame layout for ``requests``.
+
+    Mean is captured as a sum plus the gate duration, which the data port
+    divides (scaled mode) or sends for the client to divide (raw mode), as the
+    real server does; GATE_DURATION is added when a Mean needs it.
+    """
+    from .models.pcap import capture_layout
+
+    return capture_layout(requests)
+
+
+@dataclass
+class Capture:
+    """One acquisition, from arm to END."""
+
+    plan: Plan
+    arm_time: str
+    started: bool = False
+    ended: bool = False
+    disarmed: bool = False
+    _pending: list[int] = field(default_factory=list)
+
+    def add_words(self, words: list[int]) -> np.ndarray | None:
+        """Add drained words; return the whole frames completed so far."""
+        width = self.plan.frame_words
+        if width == 0:
+            return None
+        self._pending.extend(words)
+        whole = len(self._pending) // width * width
+        if not whole:
+            return None
+        out = np.array(self._pending[:whole], dtype=np.uint32).reshape(-1, width)
+        del self._pending[:whole]
+        return out
+
+
+@dataclass(frozen=True)
+class Start:
+    plan: Plan
+    arm_time: str
+
+
+@dataclass(frozen=True)
+class Frames:
+    frames: np.ndarray  # (n, frame_words) uint32
+
+
+@dataclass(frozen=True)
+class End:
+    samples: int
+    reason: str
+
+
+Event = Start | Frames | End
+
+#: Scale of timestamp and gate-duration columns: ticks to seconds.
+TIME_SCALE = TICK

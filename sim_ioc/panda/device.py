@@ -1,0 +1,247 @@
+"""The simulated PandABox: fields, block models, world and capture, wired up.
+
+:class:`SimulatedPanda` is what a PandABlocks-server would be on real
+hardware, minus the sockets: it answers field reads and writes, arms and
+disarms PCAP, and turns PCAP's captured words into :mod:`capture <.capture>`
+events for the data port. It is pure: the caller passes the current tick.
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..world import Encoder, World
+from . import capture
+from .catalog import Catalog, FieldDef, load_catalog
+from .engine import Engine
+from .fields import Field, FieldError
+from .models import MODELS
+
+#: What ``*IDN?`` answers. SW >= 4.0 selects the newer table protocol.
+IDN = (
+    "PandA SW: 4.0.0-sim FPGA: 0.1.9 00000000 00000000 rootfs: panda-flyscan simulator"
+)
+APPNAME = "PandABox-fmc_acq427"
+
+CaptureListener = Callable[[capture.Event], None]
+
+
+@dataclass
+class SimulatedPanda:
+    """A PandABox with the ACQ427 FMC card, simulated tick for tick."""
+
+    catalog: Catalog = field(default_factory=load_catalog)
+    world: World = field(default_factory=World)
+
+    def __post_init__(self) -> None:
+        self.engine = Engine()
+        self.fields: dict[str, Field] = {}
+        self.metadata: dict[str, str] = {"APPNAME": APPNAME, "DESIGN": ""}
+        self._memory: dict[int, list[int]] = {}
+        self._addresses = itertools.count(0x1000, 0x1000)
+        self._listeners: list[CaptureListener] = []
+        self.capture: capture.Capture | None = None
+        self.captured = 0
+        for inst, block, number in self.catalog.instances():
+            model = MODELS.get(block.name)
+            if model is not None:
+                self.engine.blocks[inst] = model(self.engine.bus, self._read_memory)
+            for f in block.fields.values():
+                key = f"{inst}.{f.name}"
+                self.fields[key] = Field(inst, f, self.catalog, self._read_output)
+                if f.type == "bit_out":
+                    self.engine.bit_outputs[(inst, f.name)] = self.catalog.bit_bus[key]
+                elif f.type == "pos_out":
+                    self.engine.pos_outputs[(inst, f.name)] = self.catalog.pos_bus[key]
+            # Labels always carry the number, PCAP1 included, as on real PandAs.
+            self.metadata[f"LABEL_{block.name}{number}"] = ""
+            if block.name == "INENC":
+                axis = self.world.axis(f"INENC{number}")
+                inenc = self.engine.blocks.get(inst)
+                if inenc is not None:
+                    inenc.encoder = Encoder(axis)  # type: ignore[attr-defined]
+        if "PCAP" in self.engine.blocks:
+            self.engine.pos_bus_readers.append("PCAP")
+        for f in self.fields.values():
+            self._sync(f)
+        self.engine.kick(self.engine.blocks)
+        pcap_active = self.catalog.bit_bus["PCAP.ACTIVE"]
+        self.engine.listen_bit(pcap_active, self._on_pcap_active)
+
+    # -- time -------------------------------------------------------------------
+
+    def advance(self, ts: int, max_events: int | None = None) -> bool:
+        """Run the simulation up to tick ``ts`` and publish captured data."""
+        done = self.engine.advance(ts, max_events)
+        self._drain()
+        return done
+
+    @property
+    def now(self) -> int:
+        return self.engine.now
+
+    # -- fields -----------------------------------------------------------------
+
+    def lookup(self, block: str, name: str) -> Field:
+        """Find ``BLOCK.FIELD``; single blocks also answer to ``BLOCK1``."""
+        f = self.fields.get(f"{block}.{name}")
+        if f is None and block.endswith("1"):
+            f = self.fields.get(f"{block[:-1]}.{name}")
+            if f is not None and self.catalog.blocks[block[:-1]].number != 1:
+                f = None
+        if f is None:
+            base = block.rstrip("0123456789")
+            if base not in self.catalog.blocks:
+                raise FieldError(f"No such block {block}")
+            if block == base and self.catalog.blocks[base].number > 1:
+                raise FieldError(f"Block {block} needs an instance number")
+            if name not in self.catalog.blocks[base].fields:
+                raise FieldError(f"No such field {block}.{name}")
+            raise FieldError(f"No such block {block}")
+        return f
+
+    def definition(self, block: str, name: str) -> FieldDef:
+        """A field's definition by block type or instance (for ``*ENUMS``...)."""
+        base = block.rstrip("0123456789") if block not in self.catalog.blocks else block
+        blk = self.catalog.blocks.get(base)
+        if blk is None:
+            raise FieldError(f"No such block {block}")
+        if name not in blk.fields:
+            raise FieldError(f"No such field {block}.{name}")
+        return blk.fields[name]
+
+    def put(self, block: str, name: str, attr: str | None, text: str) -> None:
+        f = self.lookup(block, name)
+        if attr is None:
+            f.put(text)
+        else:
+            f.put_attr(attr, text)
+        self._sync(f)
+
+    def put_table(self, block: str, name: str, words: list[int], append: bool) -> None:
+        f = self.lookup(block, name)
+        f.put_table(words, append)
+        self._sync(f)
+
+    def _read_output(self, block: str, name: str) -> int:
+        key = f"{block}.{name}"
+        if (i := self.catalog.bit_bus.get(key)) is not None:
+            return self.engine.bus.bits[i]
+        if (i := self.catalog.pos_bus.get(key)) is not None:
+            return self.engine.bus.pos[i]
+        model = self.engine.blocks.get(block)
+        return model.values.get(name, 0) if model is not None else 0
+
+    def _read_memory(self, address: int, length: int) -> list[int]:
+        return self._memory.get(address, [])[:length]
+
+    def _sync(self, f: Field) -> None:
+        """Push a field's value to its block model's registers."""
+        model = self.engine.blocks.get(f.block)
+        if model is None:
+            return
+        d, name = f.definition, f.definition.name
+        if d.type == "bit_mux":
+            source = None if f.value == 0 else -1 if f.value == 1 else f.value - 2
+            self.engine.connect_bit(f.block, name, source, f.delay)
+        elif d.type == "pos_mux":
+            self.engine.connect_pos(
+                f.block, name, None if f.value == 0 else f.value - 1
+            )
+        elif d.type == "time":
+            if f"{name}_L" in model.INPUTS:
+                self.engine.set_input(f.block, f"{name}_L", f.value & 0xFFFFFFFF)
+                self.engine.set_input(f.block, f"{name}_H", f.value >> 32)
+        elif d.type == "table":
+            # As the server does: place the table in DMA memory, then point
+            # the block at it.
+            address = next(self._addresses)
+            self._memory[address] = list(f.table)
+            if "TABLE_ADDRESS" in model.INPUTS:
+                self.engine.set_input(f.block, "TABLE_ADDRESS", address)
+                self.engine.set_input(f.block, "TABLE_LENGTH", len(f.table))
+        elif d.type in ("param", "write") and name in model.INPUTS:
+            self.engine.set_input(f.block, name, f.value & 0xFFFFFFFF)
+
+    # -- world ------------------------------------------------------------------
+
+    def resync_encoders(self) -> None:
+        """Tell the INENC blocks the world's motion was replanned."""
+        for inst in self.engine.blocks:
+            if inst.startswith("INENC"):
+                self.engine.set_input(inst, "RESYNC", 1)
+
+    # -- capture ----------------------------------------------------------------
+
+    def subscribe(self, listener: CaptureListener) -> Callable[[], None]:
+        """Receive capture events (start, frames, end); returns unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _emit(self, event: capture.Event) -> None:
+        for listener in list(self._listeners):
+            listener(event)
+
+    def captured_fields(self) -> list[capture.Request]:
+        """What PCAP will capture, from the CAPTURE attributes, in bus order."""
+        requests: list[capture.Request] = []
+        for f in self.fields.values():
+            if f.kind in ("pos_out", "ext_out") and f.capture != "No":
+                requests.append(
+                    capture.Request(
+                        f.name,
+                        f.definition,
+                        f.capture,
+                        f.scale,
+                        f.offset,
+                        f.pos_units,
+                        self.catalog.pos_bus.get(f.name),
+                    )
+                )
+        return requests
+
+    def arm(self) -> None:
+        if self.capture is not None and not self.capture.ended:
+            raise FieldError("PCAP already armed")
+        plan = capture.plan(self.captured_fields())
+        arm_time = datetime.datetime.now(datetime.UTC).isoformat()
+        self.capture = capture.Capture(plan, arm_time)
+        self.captured = 0
+        t = self.engine.now + 1
+        self.engine.set_input("PCAP", "START_WRITE", 0, t)
+        for i, word in enumerate(plan.write_words):
+            self.engine.set_input("PCAP", "WRITE", word, t + 1 + i)
+        self.engine.set_input("PCAP", "ARM", 0, t + 1 + len(plan.write_words))
+        self._emit(capture.Start(plan, arm_time))
+
+    def disarm(self) -> None:
+        if self.capture is not None and not self.capture.ended:
+            self.capture.disarmed = True
+        self.engine.set_input("PCAP", "DISARM", 0)
+
+    def _on_pcap_active(self, ts: int, index: int, value: int) -> None:
+        cap = self.capture
+        if cap is None:
+            return
+        if value:
+            cap.started = True
+        elif cap.started and not cap.ended:
+            self._drain()
+            cap.ended = True
+            reason = "Disarmed" if cap.disarmed else "Ok"
+            self._emit(capture.End(self.captured, reason))
+
+    def _drain(self) -> None:
+        pcap = self.engine.blocks.get("PCAP")
+        cap = self.capture
+        if pcap is None or cap is None:
+            return
+        words = pcap.drain()  # type: ignore[attr-defined]
+        if words and not cap.ended:
+            frames = cap.add_words(words)
+            if frames is not None and len(frames):
+                self.captured += len(frames)
+                self._emit(capture.Frames(frames))

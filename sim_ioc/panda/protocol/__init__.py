@@ -1,0 +1,1 @@
+"""Sans-IO implementations of the PandABlocks-server control and data protocols."""

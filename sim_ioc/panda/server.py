@@ -1,0 +1,178 @@
+"""The asyncio transport: control (8888) and data (8889) ports of a simulated PandA.
+
+The protocol logic lives in :mod:`.protocol`; the behaviour in
+:class:`~sim_ioc.panda.device.SimulatedPanda`. This module only moves bytes and
+keeps simulated time in step with the wall clock (125 MHz ticks since start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+from .capture import End, Event, Frames, Start
+from .device import SimulatedPanda
+from .protocol import control, data
+
+log = logging.getLogger(__name__)
+
+TICKS_PER_SECOND = 125_000_000
+#: Events simulated between checks of the sockets: bounds control-port latency
+#: when the simulation is busy (the IOC gives up after 1 s without an answer).
+EVENT_BUDGET = 20_000
+#: Longest idle sleep of the simulation loop: bounds streaming latency.
+MAX_IDLE = 0.005
+#: Bytes a data client may fall behind before the capture ends in overrun.
+OVERRUN_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class PandaServer:
+    """Serve a :class:`SimulatedPanda` on ``host``."""
+
+    panda: SimulatedPanda = field(default_factory=SimulatedPanda)
+    host: str = "127.0.0.1"
+    control_port: int = 8888
+    data_port: int = 8889
+
+    def __post_init__(self) -> None:
+        self._t0 = time.monotonic()
+        self._servers: list[asyncio.Server] = []
+        self._sim_task: asyncio.Task[None] | None = None
+        self._wakeup = asyncio.Event()
+
+    def now(self) -> int:
+        """The current tick of simulated time."""
+        return int((time.monotonic() - self._t0) * TICKS_PER_SECOND)
+
+    async def start(self) -> None:
+        self._t0 = time.monotonic() - self.panda.now / TICKS_PER_SECOND
+        self._servers = [
+            await asyncio.start_server(self._control, self.host, self.control_port),
+            await asyncio.start_server(self._data, self.host, self.data_port),
+        ]
+        self._sim_task = asyncio.create_task(self._simulate())
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.close()
+        if self._sim_task:
+            self._sim_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sim_task
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1)
+
+    async def __aenter__(self) -> PandaServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- simulation ---------------------------------------------------------------
+
+    def _step(self) -> bool:
+        """Simulate up to now within the event budget; True when caught up."""
+        return self.panda.advance(self.now(), EVENT_BUDGET)
+
+    async def _simulate(self) -> None:
+        while True:
+            if not self._step():
+                await asyncio.sleep(0)  # let the sockets in, then carry on
+                continue
+            nxt = self.panda.engine.next_event()
+            delay = MAX_IDLE
+            if nxt is not None:
+                delay = min(delay, max(0.0, (nxt - self.now()) / TICKS_PER_SECOND))
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), delay)
+
+    # -- control port -------------------------------------------------------------
+
+    async def _control(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        parser = control.ControlParser()
+        session = control.Session()
+        try:
+            while chunk := await reader.read(65536):
+                replies = []
+                for request in parser.feed(chunk):
+                    self._step()
+                    replies.append(control.respond(self.panda, session, request))
+                if replies:
+                    writer.write("".join(replies).encode())
+                    await writer.drain()
+                    # A write may have scheduled events sooner than we sleep.
+                    self._wakeup.set()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    # -- data port ----------------------------------------------------------------
+
+    async def _data(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        unsubscribe = None
+        try:
+            line = (await reader.readline()).decode().strip()
+            try:
+                options = data.Options.parse(line)
+            except data.OptionsError as e:
+                writer.write(f"ERR {e}\n".encode())
+                await writer.drain()
+                return
+            writer.write(b"OK\n")
+            await writer.drain()
+            state: dict[str, object] = {}
+
+            def on_event(event: Event) -> None:
+                if isinstance(event, Start):
+                    state["plan"] = event.plan
+                    queue.put_nowait(data.header(event.plan, options, event.arm_time))
+                elif isinstance(event, Frames) and "plan" in state:
+                    plan = state["plan"]
+                    queue.put_nowait(data.encode_frames(plan, options, event.frames))  # type: ignore[arg-type]
+                elif isinstance(event, End) and "plan" in state:
+                    queue.put_nowait(data.end(event.samples, event.reason))
+                    state.pop("plan")
+                    if options.one_shot:
+                        queue.put_nowait(None)
+
+            unsubscribe = self.panda.subscribe(on_event)
+            closed = asyncio.ensure_future(reader.read())
+            while True:
+                get = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait(
+                    {get, closed}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if get not in done:
+                    get.cancel()
+                    break
+                message = get.result()
+                if message is None:
+                    break
+                writer.write(message)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            if unsubscribe:
+                unsubscribe()
+            writer.close()
+
+
+async def serve(host: str, control_port: int = 8888, data_port: int = 8889) -> None:
+    """Run a simulated PandA until cancelled; prints READY once listening."""
+    async with PandaServer(SimulatedPanda(), host, control_port, data_port):
+        print("READY", flush=True)
+        await asyncio.Event().wait()
