@@ -104,15 +104,15 @@ class Encoder:
         rate = seg.velocity
         t = seg.t0 + (target - seg.p0) / rate
         tick = max(ts + 1, math.ceil(t))
-        if tick > seg.t1:
-            nxt = [s.t0 for s in self.axis.segments if s.t0 > ts]
-            return nxt[0] if nxt else None
         # Float rounding: step until the count really differs (at most a few).
         for _ in range(4):
+            if tick > seg.t1:
+                break
             if self.count(tick) != now:
                 return tick
             tick += 1
-        return tick
+        later = [s.t0 for s in self.axis.segments if s.t0 > ts]
+        return later[0] if later else None
 
 
 @dataclass

@@ -100,7 +100,13 @@ def parse_vector_file(path: Path | str) -> VectorFile:
     in_header = False
     last_key = ""
     for lineno, raw in enumerate(path.read_text().splitlines(), start=1):
-        line = raw.split("#", 1)[0].rstrip()
+        # A section name may contain '#' ("[Test case for issue #38]"): only
+        # strip comments from other lines.
+        stripped = raw.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            line = stripped
+        else:
+            line = raw.split("#", 1)[0].rstrip()
         if not line.strip():
             continue
         if line.startswith("["):

@@ -161,8 +161,12 @@ class SimulatedPanda:
             address = next(self._addresses)
             self._memory[address] = list(f.table)
             if "TABLE_ADDRESS" in model.INPUTS:
-                self.engine.set_input(f.block, "TABLE_ADDRESS", address)
-                self.engine.set_input(f.block, "TABLE_LENGTH", len(f.table))
+                # The firmware refuses a new table unless the length was
+                # zeroed on an earlier tick, so release the old one first.
+                t = self.engine.now + 1
+                self.engine.set_input(f.block, "TABLE_LENGTH", 0, t)
+                self.engine.set_input(f.block, "TABLE_ADDRESS", address, t + 1)
+                self.engine.set_input(f.block, "TABLE_LENGTH", len(f.table), t + 1)
         elif d.type in ("param", "write") and name in model.INPUTS:
             self.engine.set_input(f.block, name, f.value & 0xFFFFFFFF)
 
