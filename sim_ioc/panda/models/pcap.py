@@ -1,0 +1,695 @@
+"""PCAP: position capture, and the capture programming the server does.
+
+Programming
+-----------
+The server lists the 32-bit words one capture (a *frame*) is made of:
+``START_WRITE`` empties the list and each ``WRITE`` appends one entry (at
+most 63 are usable: the firmware keeps them in a 64-entry RAM). An entry is a
+10-bit word:
+
+* bit 9 clear: a position-bus word, ``index << 4 | mode`` with ``index`` the
+  pos-bus entry (0..31) and ``mode`` one of :class:`PosMode` (Value, Diff,
+  Sum low/high, Min, Max, sum-of-squares low/mid/high);
+* bit 9 set: an extension word, ``0x200 | ext << 4`` with ``ext`` one of
+  :class:`Ext` (timestamps low/high, gate duration, bit-bus quadrants).
+
+Arming and the capture window
+-----------------------------
+``ARM`` raises ``ACTIVE`` and clears ``HEALTH``; the acquisition starts on the
+first tick ``S`` on which the block is armed and ``ENABLE`` is high (the
+``ARM`` tick itself if ``ENABLE`` is already high). From ``S`` on, each
+``TRIG`` edge chosen by ``TRIG_EDGE`` (0 rising, 1 falling, 2 either; the
+firmware sees ``TRIG AND ENABLE``) captures one frame. A frame summarises its
+*window*: the ticks from the previous capture (or ``S``) up to but excluding
+the capture tick ``T``. A tick of the window is *gated* when ``GATE`` is high
+on it. For a pos-bus entry ``x``:
+
+* Value: ``x`` on tick ``T`` (whatever ``GATE``);
+* Diff: the sum of the changes of ``x`` that happen on a tick following a
+  gated tick, i.e. over each gated run ``[a, b)`` ``x[b] - x[a]`` (a run cut
+  by the capture ends at ``T``); 32-bit, wraps;
+* Sum: sum of ``x`` over gated ticks, 64-bit, arithmetically shifted right by
+  ``SHIFT_SUM``;
+* Min / Max: over gated ticks; 0x7FFFFFFF / -0x80000000 if none;
+* sum of squares: sum of ``x * x`` over gated ticks, 96-bit, shifted by
+  ``SHIFT_SUM``.
+
+Extension words: GATE_DURATION (the number of gated ticks, shifted by
+``SHIFT_SUM``, 32 bits), the bit bus on tick ``T`` in four 32-bit quadrants
+(``BITS0`` holds bus bits 0..31, bit ``i`` of the word being bus entry
+``i``), and three 64-bit signed timestamps, in ticks relative to ``S`` (the
+tick the acquisition started, which counts as 0):
+
+* TS_TRIG: ``T - S``;
+* TS_START: the first gated tick of the window, or -1 if none;
+* TS_END: one past the last gated tick of the window (the tick ``GATE`` fell,
+  or ``T`` if it is still high), or -1 if none.
+
+Output, pipeline and errors
+---------------------------
+The firmware clocks a frame's words out one per tick, the first 4 ticks after
+the capture (``DATA`` shows them, as the vectors do). Captures closer together
+than the number of words abort the acquisition: 4 ticks after the offending
+capture ``ACTIVE`` drops and ``HEALTH`` becomes 1; that capture produces
+nothing. The falling edge of ``ENABLE`` ends the acquisition: ``ACTIVE`` drops
+on that tick, or once the last word already captured has been clocked out.
+``DISARM`` ends it at once. Frames captured before an end are always
+delivered whole (the firmware may drop a frame whose words are still in its
+4-tick pipeline at ``DISARM``); DMA overflow (``HEALTH`` 2) is not modelled.
+
+The model is event driven: accumulations are computed lazily per stretch of
+constant ``GATE`` and values (value x elapsed ticks), and the block only asks
+to be woken when ``ACTIVE`` is due to drop. ``DATA`` is refreshed whenever the
+block is called and asks for no wake-up of its own (nothing on the buses reads
+it); :meth:`Pcap.drain` is the real stream.
+
+For the server, :func:`capture_layout` turns user capture requests (``Value``,
+``Min Max Mean``...) into the ``WRITE`` list and tells which frame words make
+each field of the data stream.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from enum import IntEnum
+from typing import ClassVar, Literal
+
+from . import register
+from .base import Block, Bus, TableMemory
+
+_MASK32 = 0xFFFFFFFF
+INT32_MAX = 0x7FFFFFFF
+INT32_MIN = -0x80000000
+#: Ticks from a capture to its first DATA word.
+PIPELINE = 4
+#: Capture RAM size; the server may use one word less.
+MASK_SIZE = 64
+MAX_FRAME_WORDS = MASK_SIZE - 1
+#: The firmware counts gated ticks on 40 bits.
+_SAMPLES_MASK = (1 << 40) - 1
+
+
+class PosMode(IntEnum):
+    """Low 4 bits of a position-bus WRITE word."""
+
+    VALUE = 0
+    DIFF = 1
+    SUM_L = 2
+    SUM_H = 3
+    MIN = 4
+    MAX = 5
+    SUM2_L = 6
+    SUM2_M = 7
+    SUM2_H = 8
+
+
+class Ext(IntEnum):
+    """Extension-bus entries (bits 4-7 of a WRITE word with bit 9 set)."""
+
+    TS_START_L = 0
+    TS_START_H = 1
+    TS_END_L = 2
+    TS_END_H = 3
+    TS_TRIG_L = 4
+    TS_TRIG_H = 5
+    SAMPLES = 6
+    BITS0 = 7
+    BITS1 = 8
+    BITS2 = 9
+    BITS3 = 10
+
+
+def pos_word(index: int, mode: PosMode) -> int:
+    """The WRITE word capturing pos-bus entry ``index`` in ``mode``."""
+    if not 0 <= index < 32:
+        raise ValueError(f"pos bus index {index} out of range 0..31")
+    return index << 4 | mode
+
+
+def ext_word(ext: Ext) -> int:
+    """The WRITE word capturing extension entry ``ext``."""
+    return 0x200 | ext << 4
+
+
+def _int32(value: int) -> int:
+    return ((value + 0x80000000) & _MASK32) - 0x80000000
+
+
+class _Acc:
+    """Running statistics of one pos-bus entry over the current window."""
+
+    __slots__ = ("diff", "high", "index", "low", "squares", "total", "value")
+
+    def __init__(self, index: int, value: int):
+        self.index = index
+        #: The entry's value since the last stretch boundary.
+        self.value = value
+        self.clear()
+
+    def clear(self) -> None:
+        self.total = 0
+        self.squares = 0
+        self.low = INT32_MAX
+        self.high = INT32_MIN
+        self.diff = 0
+
+
+_IDLE, _ARMED, _RUNNING, _ENDING = range(4)
+
+
+class Pcap(Block):
+    """Tick-exact model of the PCAP block (see the module docstring).
+
+    ``START_WRITE``, ``WRITE``, ``ARM`` and ``DISARM`` are write strobes: what
+    matters is that they appear in the changes, not their value (except
+    WRITE's). Pos-bus values are read from :attr:`bus` (``POS[n]`` changes
+    only tell the block to look); the bit bus is read at each capture.
+    """
+
+    NAME = "PCAP"
+    INPUTS = (
+        "ENABLE",
+        "GATE",
+        "TRIG",
+        "TRIG_EDGE",
+        "SHIFT_SUM",
+        "START_WRITE",
+        "WRITE",
+        "ARM",
+        "DISARM",
+    )
+    #: ``ACTIVE`` is a bit output; ``HEALTH`` a status read (0 OK, 1 captures
+    #: too close together, 2 samples overflow); ``DATA`` the last word clocked
+    #: out (for the vectors; the stream is :meth:`drain`).
+    OUTPUTS = ("ACTIVE", "HEALTH", "DATA")
+    #: Changes that are registers (the rest, ``POS[n]``/``BIT[n]``, are buses).
+    _REGISTERS: ClassVar[frozenset[str]] = frozenset(INPUTS)
+
+    def __init__(self, bus: Bus | None = None, memory: TableMemory | None = None):
+        super().__init__(bus, memory)
+        self._mask = [0] * MASK_SIZE
+        self._mask_len = 0
+        self._state = _IDLE
+        #: Tick the acquisition started (timestamp 0).
+        self._start = 0
+        #: Tick ACTIVE drops while ending, and HEALTH then (None: unchanged).
+        self._end_at: int | None = None
+        self._end_health: int | None = None
+        self._trig_en = 0
+        self._last_capture: int | None = None
+        # The window: statistics up to the start of the current stretch.
+        self._stretch = 0
+        self._gated = False
+        self._samples = 0
+        self._first = -1
+        self._last_end = -1
+        self._accs: list[_Acc] = []
+        #: Frames in the output pipeline: (tick of first word, words).
+        self._pipeline: deque[tuple[int, tuple[int, ...]]] = deque()
+        self._stream: list[int] = []
+
+    # -- the stream ---------------------------------------------------------------
+
+    def drain(self) -> list[int]:
+        """Return and forget the 32-bit words captured since the last call.
+
+        Words are unsigned, in capture order: one capture appends one frame of
+        as many words as the WRITE list had entries, in WRITE order (see
+        :func:`capture_layout` for what they mean). A frame is available from
+        its capture tick on, before the firmware would have clocked it out.
+        """
+        words, self._stream = self._stream, []
+        return words
+
+    # -- simulation ---------------------------------------------------------------
+
+    def on_changes(self, ts: int, changes: Mapping[str, int]) -> int | None:
+        self.changes = {}
+        v = self.values
+        for name, value in changes.items():
+            if name in self._REGISTERS:
+                v[name] = value
+        if self._end_at is not None and self._end_at <= ts:
+            self._stop(self._end_health)
+
+        if "START_WRITE" in changes:
+            self._mask_len = 0
+        if "WRITE" in changes:
+            # The RAM address is 6 bits wide and wraps, as in the firmware.
+            self._mask[self._mask_len] = changes["WRITE"] & 0x3FF
+            self._mask_len = (self._mask_len + 1) % MASK_SIZE
+        if self._state == _RUNNING and ("START_WRITE" in changes or "WRITE" in changes):
+            self._track()
+
+        if "DISARM" in changes:
+            if self._state != _IDLE:
+                self._stop(None)
+        elif "ARM" in changes and self._state == _IDLE:
+            self._state = _ARMED
+            self.set_output("ACTIVE", 1)
+            self.set_output("HEALTH", 0)
+
+        enable = v["ENABLE"] & 1
+        trig_en = v["TRIG"] & enable & 1
+        if self._state == _ARMED and enable:
+            self._begin(ts)
+        if self._state == _RUNNING:
+            if enable:
+                self._advance(ts, trig_en)
+            else:
+                self._finish(ts)
+        self._trig_en = trig_en
+        self._show_data(ts)
+        return self._end_at
+
+    def _begin(self, ts: int) -> None:
+        """Start the acquisition on tick ``ts``: timestamps count from here."""
+        self._state = _RUNNING
+        self._start = ts
+        self._last_capture = None
+        self._accs = []
+        self._track()
+        self._stretch = ts
+        self._gated = bool(self.values["GATE"] & 1)
+        self._clear_window()
+
+    def _track(self) -> None:
+        """Keep statistics for every pos-bus entry the WRITE list summarises."""
+        have = {acc.index for acc in self._accs}
+        for word in self._mask[: self._mask_len]:
+            index = word >> 4 & 0x1F
+            if not word & 0x200 and 0 < word & 0xF <= 8 and index not in have:
+                have.add(index)
+                self._accs.append(_Acc(index, _int32(self.bus.pos[index])))
+
+    def _clear_window(self) -> None:
+        self._samples = 0
+        self._first = -1
+        self._last_end = -1
+        for acc in self._accs:
+            acc.clear()
+
+    def _advance(self, ts: int, trig_en: int) -> None:
+        """Process tick ``ts`` of a running acquisition."""
+        gate = bool(self.values["GATE"] & 1)
+        pos = self.bus.pos
+        moved = [acc for acc in self._accs if _int32(pos[acc.index]) != acc.value]
+        edge = self.values["TRIG_EDGE"] & 3
+        old = self._trig_en
+        triggered = (
+            (edge == 0 and trig_en and not old)
+            or (edge == 1 and old and not trig_en)
+            or (edge == 2 and trig_en != old)
+        )
+        if not (moved or triggered or gate != self._gated):
+            return  # the current stretch simply goes on
+        self._close_stretch(ts)
+        for acc in moved:
+            new = _int32(pos[acc.index])
+            if self._gated:
+                acc.diff += new - acc.value
+            acc.value = new
+        if triggered:
+            self._capture(ts)
+        self._gated = gate
+
+    def _close_stretch(self, ts: int) -> None:
+        """Account for ticks ``[stretch, ts)``, over which nothing changed."""
+        n = ts - self._stretch
+        if n > 0 and self._gated:
+            self._samples += n
+            if self._first < 0:
+                self._first = self._stretch
+            self._last_end = ts
+            for acc in self._accs:
+                x = acc.value
+                acc.total += x * n
+                acc.squares += x * x * n
+                if x < acc.low:
+                    acc.low = x
+                if x > acc.high:
+                    acc.high = x
+        self._stretch = ts
+
+    def _capture(self, ts: int) -> None:
+        n = self._mask_len
+        if self._last_capture is not None and ts - self._last_capture < n:
+            # The previous frame is still being clocked out: the firmware
+            # flags the error and aborts once this capture reaches the output.
+            self._state = _ENDING
+            self._end_at = ts + PIPELINE
+            self._end_health = 1
+            return
+        self._last_capture = ts
+        shift = self.values["SHIFT_SUM"] & 0x3F
+        accs = {acc.index: acc for acc in self._accs}
+        words = tuple(self._word(w, ts, shift, accs) for w in self._mask[:n])
+        self._clear_window()
+        if words:
+            self._pipeline.append((ts + PIPELINE, words))
+            self._stream.extend(words)
+
+    def _word(self, word: int, ts: int, shift: int, accs: dict[int, _Acc]) -> int:
+        """The value of WRITE entry ``word`` for a capture on tick ``ts``."""
+        if word & 0x200:
+            ext = word >> 4 & 0xF
+            if ext <= Ext.TS_TRIG_H:
+                start = self._start
+                stamp = (
+                    self._first - start if self._first >= 0 else -1,
+                    self._last_end - start if self._last_end >= 0 else -1,
+                    ts - start,
+                )[ext >> 1]
+                return stamp >> (32 * (ext & 1)) & _MASK32
+            if ext == Ext.SAMPLES:
+                return ((self._samples & _SAMPLES_MASK) >> shift) & _MASK32
+            if ext <= Ext.BITS3:
+                base = (ext - Ext.BITS0) * 32
+                bits = self.bus.bits[base : base + 32]
+                return sum((b & 1) << i for i, b in enumerate(bits))
+            return 0
+        index, mode = word >> 4 & 0x1F, word & 0xF
+        if mode == PosMode.VALUE:
+            return self.bus.pos[index] & _MASK32
+        acc = accs.get(index)
+        if acc is None:
+            return 0  # modes 9-15 do not exist
+        match mode:
+            case PosMode.DIFF:
+                return acc.diff & _MASK32
+            case PosMode.SUM_L | PosMode.SUM_H:
+                return acc.total >> shift >> (32 * (mode - PosMode.SUM_L)) & _MASK32
+            case PosMode.MIN:
+                return acc.low & _MASK32
+            case PosMode.MAX:
+                return acc.high & _MASK32
+            case _:
+                part = mode - PosMode.SUM2_L
+                return acc.squares >> shift >> (32 * part) & _MASK32
+
+    def _finish(self, ts: int) -> None:
+        """ENABLE fell: stop capturing; drop ACTIVE once the output is done."""
+        last = ts
+        for first, words in self._pipeline:
+            last = max(last, first + len(words) - 1)
+        if last == ts:
+            self._stop(None)
+        else:
+            self._state = _ENDING
+            self._end_at = last
+            self._end_health = None
+
+    def _stop(self, health: int | None) -> None:
+        self._state = _IDLE
+        self._end_at = None
+        self.set_output("ACTIVE", 0)
+        if health is not None:
+            self.set_output("HEALTH", health)
+
+    def _show_data(self, ts: int) -> None:
+        """DATA: the word the output pipeline shows on tick ``ts``."""
+        queue = self._pipeline
+        word: int | None = None
+        while queue and queue[0][0] <= ts:
+            first, words = queue[0]
+            if ts - first < len(words):
+                word = words[ts - first]
+                break
+            word = words[-1]
+            queue.popleft()
+        if word is not None:
+            self.set_output("DATA", word)
+
+
+# Registered by a call, not the decorator: ``register`` is typed to return
+# ``type[Block]``, which would hide ``drain`` from type checkers.
+register(Pcap)
+
+
+# -- capture programming for the server --------------------------------------------
+
+#: pos_out capture options, in the order the server lays out each field's.
+POS_CAPTURE_OPTIONS = ("Value", "Diff", "Sum", "Min", "Max", "Mean", "StdDev")
+#: ext_out sources (``SAMPLES`` is accepted for ``GATE_DURATION``).
+EXT_SOURCES = (
+    "TS_START",
+    "TS_END",
+    "TS_TRIG",
+    "GATE_DURATION",
+    "BITS0",
+    "BITS1",
+    "BITS2",
+    "BITS3",
+)
+
+Kind = Literal["pos", "timestamp", "samples", "bits"]
+RawType = Literal["uint32", "int32", "int64", "int96"]
+
+
+@dataclass(frozen=True)
+class CaptureRequest:
+    """One field to capture, as its ``CAPTURE`` attribute asks.
+
+    ``source`` is a pos-bus index (0..31) or an ext_out name of PCAP
+    (``"TS_START"``, ``"TS_END"``, ``"TS_TRIG"``, ``"GATE_DURATION"`` or
+    ``"SAMPLES"``, ``"BITS0"``..``"BITS3"``; a ``"PCAP."`` prefix is allowed).
+    ``mode`` is the attribute's text: for a pos-bus source any space-separated
+    set of ``Value Diff Sum Mean Min Max StdDev`` (so ``"Min Max Mean"`` or
+    ``"Mean StdDev"``); for an ext_out only ``"Value"``. ``name`` labels the
+    data-stream fields (default ``POS[n]`` or ``PCAP.<NAME>``).
+    """
+
+    source: int | str
+    mode: str = "Value"
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class FrameField:
+    """One field of the data stream and the frame words it is made of.
+
+    ``words`` are offsets into a frame, least significant word first: one
+    word for 32-bit values, two for 64-bit (Sum, Mean's sum, timestamps),
+    three for StdDev's 96-bit sum of squares. ``raw_type`` is the type the
+    data port declares for it in RAW mode. ``hidden`` fields are sent in RAW
+    mode only: the sample count Mean and StdDev need when GATE_DURATION is not
+    captured, and the Mean that comes with a StdDev nobody asked Mean of.
+    """
+
+    name: str
+    capture: str  # Value, Diff, Sum, Mean, Min, Max or StdDev
+    kind: Kind
+    words: tuple[int, ...]
+    raw_type: RawType
+    hidden: bool = False
+    #: For StdDev: the words of the matching 64-bit sum.
+    sum_words: tuple[int, ...] = ()
+
+    @property
+    def signed(self) -> bool:
+        """Whether :func:`field_value` reads the words as two's complement.
+
+        Sample counts are unsigned although the server declares them int32.
+        """
+        return self.raw_type in ("int32", "int64") and self.kind != "samples"
+
+
+@dataclass(frozen=True)
+class CaptureLayout:
+    """The WRITE list for PCAP and the meaning of each frame word.
+
+    Frames are laid out as the PandABlocks server lays them out, by how the
+    server processes each field, in request order within each group:
+
+    1. the hidden sample count, if Mean or StdDev needs it and GATE_DURATION
+       is not captured;
+    2. bit-bus quadrants (uint32, never scaled);
+    3. 32-bit values: Value, Diff, Min, Max of pos-bus entries and
+       GATE_DURATION (int32);
+    4. 64-bit values: Sum (sum low, high) and timestamps (low, high) (int64);
+    5. Mean: the 64-bit sum (low, high), divided by the sample count by the
+       server (scaled data) or the client (raw data);
+    6. StdDev: the 64-bit sum then the 96-bit sum of squares (low, mid, high).
+
+    With ``SHIFT_SUM`` the firmware shifts sums, sums of squares and sample
+    counts alike, so Mean and StdDev computed from them stay right.
+    """
+
+    write_words: tuple[int, ...]
+    fields: tuple[FrameField, ...]
+    #: Frame offset of the sample count Mean/StdDev divide by, if any.
+    samples_word: int | None
+
+    @property
+    def frame_words(self) -> int:
+        return len(self.write_words)
+
+
+#: Layout groups, in frame order (see :class:`CaptureLayout`).
+_GROUPS = ("unscaled", "scaled32", "scaled64", "averaged", "std_dev")
+#: WRITE words of one entry and its fields, offsets relative to the entry.
+_Entry = tuple[tuple[int, ...], tuple[FrameField, ...]]
+
+
+def _ext_source(source: str) -> str:
+    name = source.removeprefix("PCAP.")
+    name = "GATE_DURATION" if name == "SAMPLES" else name
+    if name not in EXT_SOURCES:
+        raise ValueError(f"unknown capture source {source!r}")
+    return name
+
+
+def _options(mode: str) -> set[str]:
+    words = mode.split()
+    if words == ["No"]:
+        return set()
+    unknown = [w for w in words if w not in POS_CAPTURE_OPTIONS]
+    if unknown:
+        raise ValueError(f"unknown capture option {unknown[0]!r}")
+    return set(words)
+
+
+def _pos_entries(index: int, name: str, mode: str) -> list[tuple[str, _Entry]]:
+    """(group, entry) for each option a pos-bus capture request asks for."""
+    opts = _options(mode)
+    sum_words = (pos_word(index, PosMode.SUM_L), pos_word(index, PosMode.SUM_H))
+    single = {
+        "Value": PosMode.VALUE,
+        "Diff": PosMode.DIFF,
+        "Min": PosMode.MIN,
+        "Max": PosMode.MAX,
+    }
+    out: list[tuple[str, _Entry]] = []
+    for option in POS_CAPTURE_OPTIONS:
+        if option not in opts:
+            continue
+        if option in single:
+            word = pos_word(index, single[option])
+            entry = FrameField(name, option, "pos", (0,), "int32")
+            out.append(("scaled32", ((word,), (entry,))))
+        elif option == "Sum":
+            entry = FrameField(name, "Sum", "pos", (0, 1), "int64")
+            out.append(("scaled64", (sum_words, (entry,))))
+        elif option == "Mean" and "StdDev" not in opts:
+            entry = FrameField(name, "Mean", "pos", (0, 1), "int64")
+            out.append(("averaged", (sum_words, (entry,))))
+        elif option == "StdDev":
+            # The server computes Mean from the same sum when also asked.
+            squares = tuple(
+                pos_word(index, m)
+                for m in (PosMode.SUM2_L, PosMode.SUM2_M, PosMode.SUM2_H)
+            )
+            mean = FrameField(
+                name, "Mean", "pos", (0, 1), "int64", hidden="Mean" not in opts
+            )
+            sd = FrameField(name, "StdDev", "pos", (2, 3, 4), "int96", False, (0, 1))
+            out.append(("std_dev", (sum_words + squares, (mean, sd))))
+    return out
+
+
+def _ext_entry(source: str, name: str, mode: str) -> tuple[str, _Entry] | None:
+    """(group, entry) for an ext_out capture request, None for ``No``."""
+    ext = _ext_source(source)
+    if mode.split() == ["No"]:
+        return None
+    if mode != "Value":
+        raise ValueError(f"{ext} can only be captured as Value, not {mode!r}")
+    name = name or f"PCAP.{ext}"
+    if ext.startswith("BITS"):
+        word = ext_word(Ext(Ext.BITS0 + int(ext[-1])))
+        return "unscaled", (
+            (word,),
+            (FrameField(name, "Value", "bits", (0,), "uint32"),),
+        )
+    if ext == "GATE_DURATION":
+        word = ext_word(Ext.SAMPLES)
+        entry = FrameField(name, "Value", "samples", (0,), "int32")
+        return "scaled32", ((word,), (entry,))
+    low = Ext[f"{ext}_L"]
+    entry = FrameField(name, "Value", "timestamp", (0, 1), "int64")
+    return "scaled64", ((ext_word(low), ext_word(Ext(low + 1))), (entry,))
+
+
+def capture_layout(requests: Sequence[CaptureRequest]) -> CaptureLayout:
+    """Plan the WRITE list and frame layout for ``requests``.
+
+    Raises :class:`ValueError` for an unknown source or option, when nothing
+    is captured, or when a frame would exceed the firmware's 63 words.
+    """
+    groups: dict[str, list[_Entry]] = {g: [] for g in _GROUPS}
+    for req in requests:
+        if isinstance(req.source, int):
+            name = req.name or f"POS[{req.source}]"
+            for group, entry in _pos_entries(req.source, name, req.mode):
+                groups[group].append(entry)
+        elif (found := _ext_entry(req.source, req.name, req.mode)) is not None:
+            groups[found[0]].append(found[1])
+
+    words: list[int] = []
+    fields: list[FrameField] = []
+    for group in _GROUPS:
+        for entry_words, entry_fields in groups[group]:
+            base = len(words)
+            words.extend(entry_words)
+            fields.extend(
+                replace(
+                    f,
+                    words=tuple(base + w for w in f.words),
+                    sum_words=tuple(base + w for w in f.sum_words),
+                )
+                for f in entry_fields
+            )
+    samples_word = next((f.words[0] for f in fields if f.kind == "samples"), None)
+    if samples_word is None and groups["averaged"] + groups["std_dev"]:
+        # As the server does: capture the sample count anonymously, first.
+        words.insert(0, ext_word(Ext.SAMPLES))
+        fields = [
+            replace(
+                f,
+                words=tuple(w + 1 for w in f.words),
+                sum_words=tuple(w + 1 for w in f.sum_words),
+            )
+            for f in fields
+        ]
+        hidden = FrameField("PCAP.GATE_DURATION", "Value", "samples", (0,), "int32")
+        fields.insert(0, replace(hidden, hidden=True))
+        samples_word = 0
+    if not words:
+        raise ValueError("Nothing configured for capture")
+    if len(words) > MAX_FRAME_WORDS:
+        raise ValueError(
+            f"Too many captures for PCAP: {len(words)} words, at most {MAX_FRAME_WORDS}"
+        )
+    return CaptureLayout(tuple(words), tuple(fields), samples_word)
+
+
+def capture_words(requests: Sequence[CaptureRequest]) -> list[int]:
+    """The WRITE words, in order, for ``requests`` (see :func:`capture_layout`)."""
+    return list(capture_layout(requests).write_words)
+
+
+def field_value(frame: Sequence[int], f: FrameField) -> int:
+    """The raw integer a field holds in one frame of 32-bit words."""
+    value = 0
+    for i, offset in enumerate(f.words):
+        value |= (frame[offset] & _MASK32) << (32 * i)
+    bits = 32 * len(f.words)
+    if f.signed and value >> (bits - 1):
+        value -= 1 << bits
+    return value
+
+
+def std_dev(samples: int, total: int, squares: int) -> float:
+    """Population standard deviation from a sample count, sum and sum of squares.
+
+    Exact integer arithmetic up to the final square root, as the server needs
+    for 96-bit sums of squares.
+    """
+    if samples <= 0:
+        return float("nan")
+    # n^2 var = n * sum(x^2) - sum(x)^2, an exact non-negative integer.
+    spread = samples * squares - total * total
+    return math.sqrt(max(spread, 0)) / samples
