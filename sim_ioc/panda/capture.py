@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .catalog import FieldDef
-from .fields import TICK
+from .fields import TICK, FieldError
 
 
 @dataclass(frozen=True)
@@ -35,28 +35,23 @@ class Column:
     name: str
     capture: str  # a single mode: Value, Diff, Sum, Mean, Min, Max
     kind: str  # "pos", "timestamp", "samples" or "bits"
-    words: tuple[int, ...]  # (word,) or (low word, high word)
+    words: tuple[int, ...]  # frame offsets, least significant word first
     signed: bool
+    raw_dtype: str
+    #: Sent in RAW mode but absent from the header (the hidden sample count).
+    hidden: bool = False
     scale: float | None = None
     offset: float | None = None
     units: str | None = None
 
-    @property
-    def raw_dtype(self) -> str:
-        if self.kind == "bits":
-            return "uint32"
-        if len(self.words) == 2:
-            return "int64" if self.signed else "uint64"
-        return "int32" if self.signed else "uint32"
-
     def values(self, frames: np.ndarray) -> np.ndarray:
         """This column's raw values from an (n, frame_words) uint32 array."""
+        if len(self.words) == 1:
+            word = frames[:, self.words[0]]
+            return word.view(np.int32) if self.signed else word
         low = frames[:, self.words[0]].astype(np.uint64)
-        if len(self.words) == 2:
-            both = low | (frames[:, self.words[1]].astype(np.uint64) << np.uint64(32))
-            return both.view(np.int64) if self.signed else both
-        word = frames[:, self.words[0]]
-        return word.view(np.int32) if self.signed else word
+        both = low | (frames[:, self.words[1]].astype(np.uint64) << np.uint64(32))
+        return both.view(np.int64) if self.signed else both
 
 
 @dataclass(frozen=True)
@@ -66,18 +61,56 @@ class Plan:
     write_words: tuple[int, ...]
     columns: tuple[Column, ...]
     frame_words: int
+    #: Frame offset of the sample count a Mean divides by, if any.
+    samples_word: int | None = None
 
 
 def plan(requests: list[Request]) -> Plan:
     """Work out the WRITE words and frame layout for ``requests``.
 
-    Mean is captured as a sum plus the gate duration, which the data port
-    divides (scaled mode) or sends for the client to divide (raw mode), as the
-    real server does; GATE_DURATION is added when a Mean needs it.
+    Mean is captured as a sum plus a sample count, which the data port divides
+    (scaled mode) or sends for the client to divide (raw mode), as the real
+    server does.
     """
-    from .models.pcap import capture_layout
+    from .models.pcap import CaptureRequest, capture_layout
 
-    return capture_layout(requests)
+    if not requests:
+        raise FieldError("Nothing to capture: set the CAPTURE attribute of a field")
+    layout = capture_layout(
+        [
+            CaptureRequest(
+                r.pos_index if r.pos_index is not None else r.name, r.mode, r.name
+            )
+            for r in requests
+        ]
+    )
+    by_name = {r.name: r for r in requests}
+    columns = []
+    for f in layout.fields:
+        req = by_name.get(f.name)
+        scale: float | None = None
+        offset: float | None = None
+        units: str | None = None
+        if f.kind == "pos" and req is not None:
+            scale, offset, units = req.scale, req.offset, req.units
+        elif f.kind == "timestamp" or (f.kind == "samples" and not f.hidden):
+            scale, offset, units = TICK, 0.0, "s"
+        columns.append(
+            Column(
+                f.name,
+                f.capture,
+                f.kind,
+                f.words,
+                f.signed,
+                f.raw_type,
+                f.hidden,
+                scale,
+                offset,
+                units,
+            )
+        )
+    return Plan(layout.write_words, tuple(columns), layout.frame_words,
+                layout.samples_word)  # fmt: skip
 
 
 @dataclass

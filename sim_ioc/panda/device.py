@@ -151,8 +151,11 @@ class SimulatedPanda:
             self.engine.connect_pos(
                 f.block, name, None if f.value == 0 else f.value - 1
             )
-        elif d.type == "time":
-            if f"{name}_L" in model.INPUTS:
+        elif d.type == "time" or d.subtype == "time":
+            # 48-bit times are split over two registers; "param time" is one.
+            if name in model.INPUTS:
+                self.engine.set_input(f.block, name, f.value & 0xFFFFFFFF)
+            elif f"{name}_L" in model.INPUTS:
                 self.engine.set_input(f.block, f"{name}_L", f.value & 0xFFFFFFFF)
                 self.engine.set_input(f.block, f"{name}_H", f.value >> 32)
         elif d.type == "table":

@@ -149,6 +149,11 @@ class PandaServer:
                         queue.put_nowait(None)
 
             unsubscribe = self.panda.subscribe(on_event)
+            # A client that connects after ARM still gets this acquisition,
+            # as clients do that open the data port just before arming.
+            cap = self.panda.capture
+            if cap is not None and not cap.ended:
+                on_event(Start(cap.plan, cap.arm_time))
             closed = asyncio.ensure_future(reader.read())
             while True:
                 get = asyncio.ensure_future(queue.get())

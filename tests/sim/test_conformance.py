@@ -39,9 +39,7 @@ def _cases() -> list[object]:
             continue
         for scenario in vectors.scenarios:
             cases.append(
-                pytest.param(
-                    vectors, scenario, id=f"{path.stem}:{scenario.name}"
-                )
+                pytest.param(vectors, scenario, id=f"{path.stem}:{scenario.name}")
             )
     return cases
 

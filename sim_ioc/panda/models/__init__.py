@@ -7,12 +7,17 @@ at their reset values.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from .base import Block, Bus, TableMemory
 
 MODELS: dict[str, type[Block]] = {}
 
 
-def register(cls: type[Block]) -> type[Block]:
+_B = TypeVar("_B", bound=type[Block])
+
+
+def register(cls: _B) -> _B:
     """Class decorator adding a model to :data:`MODELS`."""
     MODELS[cls.NAME] = cls
     return cls

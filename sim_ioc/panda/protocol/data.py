@@ -53,12 +53,17 @@ def _dtype(column: Column, scaled: bool) -> str:
     return column.raw_dtype
 
 
+def _columns(plan: Plan, options: Options) -> list[Column]:
+    # Hidden columns (the sample count a Mean needs) travel in RAW frames only,
+    # counted in sample_bytes but not listed, as the real server sends them.
+    return [c for c in plan.columns if options.scaled is False or not c.hidden]
+
+
 def header(plan: Plan, options: Options, arm_time: str, missed: int = 0) -> bytes:
     """The XML header sent when an acquisition starts."""
     process = "Scaled" if options.scaled else "Raw"
-    sample_bytes = sum(
-        np.dtype(_dtype(c, options.scaled)).itemsize for c in plan.columns
-    )
+    columns = _columns(plan, options)
+    sample_bytes = sum(np.dtype(_dtype(c, options.scaled)).itemsize for c in columns)
     lines = [
         "<header>",
         f'<data missed="{missed}" process="{process}" format="Framed" '
@@ -66,7 +71,9 @@ def header(plan: Plan, options: Options, arm_time: str, missed: int = 0) -> byte
         f"start_time={quoteattr(arm_time)} />",
         "<fields>",
     ]
-    for c in plan.columns:
+    for c in columns:
+        if c.hidden:
+            continue
         attrs = (
             f'name="{c.name}" type="{_dtype(c, options.scaled)}" capture="{c.capture}"'
         )
@@ -80,22 +87,21 @@ def header(plan: Plan, options: Options, arm_time: str, missed: int = 0) -> byte
 
 def encode_frames(plan: Plan, options: Options, frames: np.ndarray) -> bytes:
     """Pack (n, frame_words) captured words into one ``BIN`` message."""
-    columns = plan.columns
+    columns = _columns(plan, options)
     dtype = np.dtype(
         [(f"f{i}", _dtype(c, options.scaled)) for i, c in enumerate(columns)]
     )
     out = np.empty(len(frames), dtype=dtype)
-    gate = None
-    for c in columns:
-        if c.kind == "samples":
-            gate = c.values(frames)
+    samples = None
+    if plan.samples_word is not None:
+        samples = frames[:, plan.samples_word].astype(np.float64)
     for i, c in enumerate(columns):
         raw = c.values(frames)
         if options.scaled and c.scale is not None:
             value = raw.astype(np.float64)
-            if c.capture == "Mean" and gate is not None:
+            if c.capture == "Mean" and samples is not None:
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    value = value / gate.astype(np.float64)
+                    value = value / samples
             out[f"f{i}"] = value * c.scale + (c.offset or 0.0)
         else:
             out[f"f{i}"] = raw

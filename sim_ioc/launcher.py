@@ -1,0 +1,681 @@
+"""Start a simulated beamline: the simulated PandA and the real PandABlocks-ioc.
+
+Every beamline is isolated from every other one on the same host:
+
+* the simulated PandA listens on a loopback address of its own, ``127.0.0.N``
+  (N from 2 upward): the PandABlocks client hard-codes ports 8888/8889, so the
+  address is what tells two simulators apart;
+* its IOC serves CA and PVA on ports chosen free at start and on 127.0.0.1 only,
+  with beacons and searches confined to 127.0.0.1, so two IOCs with the same
+  record names never answer each other's clients and nothing leaves loopback.
+
+Clients reach a beamline through :attr:`SimulatedBeamline.env`. CA (aioca,
+libca) and PVA (p4p) clients read those variables from ``os.environ`` once, when
+their first context is made, so a process sets them before its first CA/PVA use
+and then talks to one beamline for the rest of its life.
+
+Usage::
+
+    with simulated_beamline(prefix="SIM") as beamline:
+        os.environ.update(beamline.env)  # before the first CA/PVA use
+        panda = HDFPanda(beamline.panda_prefix, path_provider)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+__all__ = [
+    "BeamlineError",
+    "EpicsPorts",
+    "SimulatedBeamline",
+    "client_env",
+    "free_epics_ports",
+    "ioc_venv_path",
+    "simulated_beamline",
+]
+
+#: The repository root: the simulator runs as ``python -m sim_ioc.panda`` from here.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+#: Where ``scripts/setup.sh`` puts the IOC's own environment (numpy<2, pvi 0.10).
+DEFAULT_IOC_VENV = Path(__file__).resolve().parent / ".venv"
+#: Set to use an IOC environment somewhere else (e.g. an installed copy).
+IOC_VENV_ENV_VAR = "PANDA_FLYSCAN_IOC_VENV"
+#: The ports the PandABlocks client and server always use.
+PANDA_PORTS = (8888, 8889)
+LOOPBACK = "127.0.0.1"
+
+
+class BeamlineError(RuntimeError):
+    """A simulated beamline could not be started."""
+
+
+@dataclass(frozen=True)
+class EpicsPorts:
+    """The CA and PVA ports of one IOC (all on 127.0.0.1)."""
+
+    ca_server: int  # TCP and UDP: name searches and circuits
+    ca_repeater: int  # UDP: where the server's beacons go
+    pva_server: int  # TCP
+    pva_broadcast: int  # UDP: name searches and beacons
+
+
+def ioc_venv_path() -> Path:
+    """The IOC environment: ``$PANDA_FLYSCAN_IOC_VENV`` or ``sim_ioc/.venv``."""
+    override = os.environ.get(IOC_VENV_ENV_VAR)
+    return Path(override) if override else DEFAULT_IOC_VENV
+
+
+def client_env(ports: EpicsPorts) -> dict[str, str]:
+    """The CA/PVA client variables that reach (only) an IOC on ``ports``."""
+    return {
+        "EPICS_CA_ADDR_LIST": LOOPBACK,
+        "EPICS_CA_AUTO_ADDR_LIST": "NO",
+        "EPICS_CA_SERVER_PORT": str(ports.ca_server),
+        # A client's own CA repeater (if libca starts one) joins this beamline's.
+        "EPICS_CA_REPEATER_PORT": str(ports.ca_repeater),
+        "EPICS_PVA_ADDR_LIST": LOOPBACK,
+        "EPICS_PVA_AUTO_ADDR_LIST": "NO",
+        "EPICS_PVA_BROADCAST_PORT": str(ports.pva_broadcast),
+        "EPICS_PVA_SERVER_PORT": str(ports.pva_server),
+    }
+
+
+def ioc_env(ports: EpicsPorts) -> dict[str, str]:
+    """The variables of an IOC process: its servers on ``ports``, loopback only.
+
+    Both spellings are set where EPICS has two (``EPICS_CAS_*`` for the RSRV
+    server, falling back to ``EPICS_CA_*``; ``EPICS_PVAS_*`` for the PVXS server,
+    falling back to ``EPICS_PVA_*``), so nothing inherited can override ours.
+    """
+    return {
+        **client_env(ports),  # the IOC's own CA/PVA links stay on loopback too
+        # Channel Access server (RSRV, EPICS base 7).
+        "EPICS_CAS_SERVER_PORT": str(ports.ca_server),
+        "EPICS_CAS_INTF_ADDR_LIST": LOOPBACK,
+        "EPICS_CAS_BEACON_ADDR_LIST": LOOPBACK,
+        "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
+        "EPICS_CAS_BEACON_PORT": str(ports.ca_repeater),
+        # pvAccess server (PVXS, loaded by softioc).
+        "EPICS_PVAS_SERVER_PORT": str(ports.pva_server),
+        "EPICS_PVAS_BROADCAST_PORT": str(ports.pva_broadcast),
+        "EPICS_PVAS_INTF_ADDR_LIST": LOOPBACK,
+        "EPICS_PVA_INTF_ADDR_LIST": LOOPBACK,
+        "EPICS_PVAS_BEACON_ADDR_LIST": LOOPBACK,
+        "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
+    }
+
+
+def _without_epics(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` less any inherited EPICS settings, which would override ours."""
+    return {k: v for k, v in env.items() if not k.startswith("EPICS_")}
+
+
+def _bindable(host: str, port: int, kind: int) -> bool:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        # As asyncio's servers do: a port in TIME_WAIT is still usable.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def free_loopback_hosts(first: int = 2) -> Iterator[str]:
+    """Loopback addresses, from ``127.0.0.<first>`` up, where both PandA ports
+    are free right now."""
+    for n in range(first, 255):
+        host = f"127.0.0.{n}"
+        if all(_bindable(host, p, socket.SOCK_STREAM) for p in PANDA_PORTS):
+            yield host
+
+
+def free_epics_ports() -> EpicsPorts:
+    """Four distinct ports on 127.0.0.1 that are free now.
+
+    The CA server port must be free for both TCP and UDP. The sockets are held
+    until all four are chosen so the kernel hands out four different ports;
+    another process may still take one before the IOC binds it, a race narrow
+    enough to accept (and the servers survive it: both fall back to another TCP
+    port, and search replies carry the port).
+    """
+    held: list[socket.socket] = []
+    try:
+
+        def grab(*kinds: int) -> int:
+            while True:
+                first = socket.socket(socket.AF_INET, kinds[0])
+                first.bind((LOOPBACK, 0))
+                held.append(first)
+                port = first.getsockname()[1]
+                others = [socket.socket(socket.AF_INET, k) for k in kinds[1:]]
+                held.extend(others)
+                try:
+                    for sock in others:
+                        sock.bind((LOOPBACK, port))
+                except OSError:
+                    continue  # keep holding it (so it is not offered again)
+                return port
+
+        return EpicsPorts(
+            ca_server=grab(socket.SOCK_STREAM, socket.SOCK_DGRAM),
+            ca_repeater=grab(socket.SOCK_DGRAM),
+            pva_server=grab(socket.SOCK_STREAM),
+            pva_broadcast=grab(socket.SOCK_DGRAM),
+        )
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+
+def _parent_death_prefix() -> list[str]:
+    """An argv prefix that makes the child get SIGTERM if this process dies.
+
+    Covers the case no ``finally`` can (this process SIGKILLed, or ended by
+    ``os._exit``): the simulator would otherwise hold its address forever.
+    Linux ties the signal to the *thread* that forked, so it is only asked for
+    from the main thread, whose end is the process's end. The shim execs the
+    real command, so the PID (and the process group) stay the same.
+    """
+    if not sys.platform.startswith("linux"):
+        return []
+    if threading.current_thread() is not threading.main_thread():
+        return []
+    shim = (
+        "import ctypes, os, signal, sys\n"
+        # prctl(PR_SET_PDEATHSIG, SIGTERM)
+        "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"
+        "if os.getppid() != int(sys.argv[1]): sys.exit(1)\n"  # parent already gone
+        "os.execv(sys.argv[2], sys.argv[2:])\n"
+    )
+    return [sys.executable, "-c", shim, str(os.getpid())]
+
+
+class ManagedProcess:
+    """One child process in its own process group, logging to a file.
+
+    Stopping signals the whole group (so the child's children go too) while the
+    child is still unreaped, so its PID, which is the group's ID, cannot have
+    been reused by then.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        env: Mapping[str, str],
+        *,
+        ready_line: str | None = None,
+        keep_stdin_open: bool = False,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_path
+        self.env = dict(env)
+        #: A line the child prints on stdout once it serves; None: no such line.
+        self.ready_line = ready_line
+        #: Give the child a pipe for stdin and close it only to stop it.
+        self.keep_stdin_open = keep_stdin_open
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._ready = threading.Event()
+        self._output_closed = threading.Event()
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def start(self) -> None:
+        argv = [*_parent_death_prefix(), *self.argv]
+        log: IO[bytes] = open(self.log_path, "ab")  # noqa: SIM115 - handed to a thread
+        log.write(f"$ {shlex.join(self.argv)}\n".encode())
+        log.flush()
+        try:
+            self._proc = subprocess.Popen(
+                argv,
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdin=subprocess.PIPE if self.keep_stdin_open else subprocess.DEVNULL,
+                # Watch stdout for the readiness line; otherwise straight to the log.
+                stdout=subprocess.PIPE if self.ready_line else log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group; no terminal Ctrl-C
+            )
+        except BaseException:
+            log.close()
+            raise
+        if self.ready_line is None:
+            log.close()
+            return
+        stdout = self._proc.stdout
+        assert stdout is not None
+        threading.Thread(
+            target=self._copy_output,
+            args=(stdout, log),
+            name=f"{self.name}-output",
+            daemon=True,
+        ).start()
+
+    def _copy_output(self, stdout: IO[bytes], log: IO[bytes]) -> None:
+        """Copy the child's output to its log, noting the readiness line."""
+        try:
+            with stdout, log:
+                for line in stdout:
+                    log.write(line)
+                    log.flush()
+                    if line.decode(errors="replace").strip() == self.ready_line:
+                        self._ready.set()
+        finally:
+            self._output_closed.set()
+
+    def wait_ready(self, timeout: float) -> None:
+        """Wait for the readiness line; raise :class:`BeamlineError` on exit or
+        timeout."""
+        deadline = time.monotonic() + timeout
+        while not self._ready.is_set():
+            if self._output_closed.is_set() or self.exited():
+                # Let the log catch up with its last words (or a late READY).
+                self._output_closed.wait(2.0)
+                if self._ready.is_set():
+                    break
+                raise BeamlineError(self.failure(f"{self.name} exited before ready"))
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BeamlineError(
+                    self.failure(f"{self.name} not ready after {timeout:g} s")
+                )
+            self._ready.wait(min(left, 0.1))
+
+    def _status(self) -> os.waitid_result | None:
+        """The child's exit status if it has exited, without reaping it."""
+        if self._proc is None:
+            return None
+        try:
+            return os.waitid(
+                os.P_PID, self._proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT
+            )
+        except ChildProcessError:  # already reaped
+            return None
+
+    def exited(self) -> bool:
+        """Whether the child has exited (without reaping it)."""
+        if self._proc is None or self._proc.returncode is not None:
+            return True
+        return self._status() is not None
+
+    def exit_code(self) -> int | None:
+        """The exit code (minus the signal if killed) once exited, else None."""
+        if self._proc is not None and self._proc.returncode is not None:
+            return self._proc.returncode
+        status = self._status()
+        if status is None:
+            return None
+        if status.si_code == os.CLD_EXITED:
+            return status.si_status
+        return -status.si_status
+
+    def failure(self, what: str) -> str:
+        """A message for ``what`` went wrong, with the tail of the log."""
+        code = self.exit_code()
+        status = "" if code is None else f" (exit code {code})"
+        return f"{what}{status}; log {self.log_path}, ending:\n{_tail(self.log_path)}"
+
+    def _wait_exited(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.exited():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def _signal_group(self, sig: int) -> None:
+        assert self._proc is not None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, sig)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the child and its process group; idempotent.
+
+        With a stdin pipe, closing it comes first: the IOC's shell exits cleanly
+        on end of input. Then SIGTERM to the group, then SIGKILL after
+        ``timeout`` seconds.
+        """
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+            self._wait_exited(timeout)
+        # Also reaches children left in the group after the child itself exited.
+        self._signal_group(signal.SIGTERM)
+        if not self._wait_exited(timeout):
+            self._signal_group(signal.SIGKILL)
+            self._wait_exited(timeout)
+        self._signal_group(signal.SIGKILL)  # stragglers that ignored SIGTERM
+        proc.wait()
+        if proc.stdout is not None:
+            self._output_closed.wait(timeout)
+
+
+# The readiness probe runs in a child process with the client environment, so
+# it checks exactly what a client will see, and leaves this process's own CA
+# and PVA contexts (which read os.environ once) untouched.
+_PROBE_CODE = (
+    "import sys; from sim_ioc.launcher import _probe_main; "
+    "sys.exit(_probe_main(sys.argv[1]))"
+)
+
+
+def _probe_main(spec: str) -> int:
+    """Wait until every PV in ``spec`` answers; 0 when they all do, 1 if not.
+
+    ``spec`` is JSON: ``{"pva": [names], "ca": {name: wanted int or null},
+    "timeout": seconds}``. Uses p4p and aioca, the clients ophyd-async uses.
+    """
+    import asyncio
+
+    from aioca import caget
+    from p4p.client.asyncio import Context
+
+    params: dict[str, Any] = json.loads(spec)
+    pva: set[str] = set(params["pva"])
+    ca: dict[str, int | None] = dict(params["ca"])
+    deadline = time.monotonic() + float(params["timeout"])
+    problems: dict[str, str] = {}
+
+    async def check() -> int:
+        with Context("pva") as ctx:  # reads the EPICS_PVA_* we were given
+            while True:
+                for name in sorted(pva):
+                    try:
+                        await asyncio.wait_for(ctx.get(name), timeout=1.0)
+                    except Exception as exc:
+                        problems[name] = f"PVA: {exc!r}"
+                    else:
+                        pva.discard(name)
+                        problems.pop(name, None)
+                for name, wanted in sorted(ca.items()):
+                    try:
+                        value: Any = await caget(name, timeout=1.0)
+                    except Exception as exc:
+                        problems[name] = f"CA: {exc!r}"
+                        continue
+                    if wanted is not None and int(value) != wanted:
+                        problems[name] = f"CA: {value!r}, waiting for {wanted}"
+                        continue
+                    del ca[name]
+                    problems.pop(name, None)
+                if not pva and not ca:
+                    print("ALL ANSWERED", flush=True)
+                    return 0
+                if time.monotonic() >= deadline:
+                    for name, problem in sorted(problems.items()):
+                        print(f"{name}: {problem}", flush=True)
+                    return 1
+                await asyncio.sleep(0.2)
+
+    return asyncio.run(check())
+
+
+class SimulatedBeamline:
+    """The simulated PandA and its IOC, started together and stopped together.
+
+    Use as a context manager (or call :meth:`start` and :meth:`stop`). Every
+    process is started in its own process group and stopped on exit, on error
+    and on Ctrl-C; logs go to ``log_dir`` (a new temporary directory unless
+    given) and are kept for inspection.
+    """
+
+    def __init__(
+        self,
+        prefix: str = "SIM",
+        *,
+        log_dir: Path | str | None = None,
+        ports: EpicsPorts | None = None,
+        ioc_venv: Path | str | None = None,
+        panda_timeout: float = 30.0,
+        ioc_timeout: float = 120.0,
+        stop_timeout: float = 5.0,
+    ) -> None:
+        """
+        Args:
+            prefix: Record prefix; the PandA's records are ``<prefix>:PANDA:...``.
+            log_dir: Where the processes log; default: a new temporary directory.
+            ports: The IOC's CA/PVA ports; default: free ports chosen at start.
+                Choose them early (:func:`free_epics_ports`) to set a process's
+                client environment before the beamline starts.
+            ioc_venv: The IOC's environment; default: :func:`ioc_venv_path`.
+            panda_timeout: Seconds for the simulator to print ``READY``.
+            ioc_timeout: Seconds for the IOC to answer over CA and PVA.
+            stop_timeout: Seconds each process gets to stop before SIGKILL.
+        """
+        self.prefix = prefix
+        self.log_dir = Path(log_dir) if log_dir is not None else None
+        self._requested_ports = ports
+        self.ioc_venv = Path(ioc_venv) if ioc_venv is not None else ioc_venv_path()
+        self.panda_timeout = panda_timeout
+        self.ioc_timeout = ioc_timeout
+        self.stop_timeout = stop_timeout
+        self._panda_host: str | None = None
+        self._ports: EpicsPorts | None = None
+        #: Started processes, in start order; stopped in reverse, kept after.
+        self.processes: list[ManagedProcess] = []
+        self._started = False
+
+    # -- what clients need ------------------------------------------------------
+
+    @property
+    def panda_host(self) -> str:
+        """The simulated PandA's address (control port 8888, data port 8889)."""
+        if self._panda_host is None:
+            raise BeamlineError("beamline not started")
+        return self._panda_host
+
+    @property
+    def ports(self) -> EpicsPorts:
+        """The IOC's CA and PVA ports."""
+        if self._ports is None:
+            raise BeamlineError("beamline not started")
+        return self._ports
+
+    @property
+    def ioc_prefix(self) -> str:
+        """The prefix handed to PandABlocks-ioc, ``<prefix>:PANDA``."""
+        return f"{self.prefix}:PANDA"
+
+    @property
+    def panda_prefix(self) -> str:
+        """The PV prefix for ophyd-async's ``HDFPanda``: ``<prefix>:PANDA:``."""
+        return f"{self.ioc_prefix}:"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The client environment: CA/PVA settings plus PANDA_HOST and
+        PANDA_PREFIX."""
+        return {
+            **client_env(self.ports),
+            "PANDA_HOST": self.panda_host,
+            "PANDA_PREFIX": self.panda_prefix,
+        }
+
+    def env_lines(self) -> list[str]:
+        """:attr:`env` as ``KEY=VALUE`` lines (a shell- and docker-style env
+        file)."""
+        return [f"{key}={value}" for key, value in sorted(self.env.items())]
+
+    @property
+    def logs(self) -> dict[str, Path]:
+        """Log file of each started process, by name (``panda``, ``ioc``)."""
+        return {p.name: p.log_path for p in self.processes}
+
+    # -- lifetime ---------------------------------------------------------------
+
+    def start(self) -> SimulatedBeamline:
+        """Start every process and wait until each answers."""
+        if self._started:
+            raise BeamlineError("beamline already started")
+        self._started = True
+        ioc = self.ioc_venv / "bin" / "pandablocks-ioc"
+        if not ioc.exists():
+            raise BeamlineError(
+                f"{ioc} not found: create the IOC environment with scripts/setup.sh"
+            )
+        if self.log_dir is None:
+            self.log_dir = Path(
+                tempfile.mkdtemp(prefix=f"panda-flyscan-{self.prefix}-")
+            )
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start_panda()
+            self._start_ioc(ioc)
+            # The simulated motor and detector IOCs will start here, after the
+            # PandA (they share its world), each with ioc_env(self.ports)-style
+            # ports of their own, and join the probe in _wait_for_iocs.
+            self._wait_for_iocs()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_panda(self) -> None:
+        """Start the simulator on the first free loopback address.
+
+        Another launcher may take the same address between the check and the
+        bind: then the simulator fails with EADDRINUSE and the next address is
+        tried.
+        """
+        assert self.log_dir is not None
+        for attempt, host in enumerate(free_loopback_hosts()):
+            panda = ManagedProcess(
+                "panda",
+                [sys.executable, "-m", "sim_ioc.panda", "--host", host],
+                self.log_dir / "panda.log",
+                os.environ,
+                ready_line="READY",
+            )
+            self.processes.append(panda)
+            panda.start()
+            try:
+                panda.wait_ready(self.panda_timeout)
+            except BeamlineError:
+                lost_race = panda.exited() and (
+                    "Errno 98" in _tail(panda.log_path, 5)
+                    or os.strerror(errno.EADDRINUSE) in _tail(panda.log_path, 5)
+                )
+                self.processes.remove(panda)
+                panda.stop(self.stop_timeout)
+                if lost_race and attempt < 5:
+                    continue
+                raise
+            self._panda_host = host
+            return
+        raise BeamlineError(
+            "no loopback address 127.0.0.2-254 has ports 8888 and 8889 free "
+            "(is something listening on 0.0.0.0:8888?)"
+        )
+
+    def _start_ioc(self, ioc: Path) -> None:
+        assert self.log_dir is not None
+        self._ports = self._requested_ports or free_epics_ports()
+        process = ManagedProcess(
+            "ioc",
+            [str(ioc), "softioc", self.panda_host, self.ioc_prefix],
+            self.log_dir / "ioc.log",
+            {**_without_epics(os.environ), **ioc_env(self._ports)},
+            # The IOC runs an interactive shell and exits at end of input.
+            keep_stdin_open=True,
+        )
+        self.processes.append(process)
+        process.start()
+
+    def _wait_for_iocs(self) -> None:
+        """Wait until the IOC answers over PVA (its PVI structure) and CA (its
+        connection status reads CONNECTED, set once every record is served)."""
+        assert self.log_dir is not None
+        spec = {
+            "pva": [f"{self.ioc_prefix}:PVI"],
+            "ca": {f"{self.ioc_prefix}:Status": 2},  # Statuses.CONNECTED
+            "timeout": self.ioc_timeout,
+        }
+        probe = ManagedProcess(
+            "probe",
+            [sys.executable, "-c", _PROBE_CODE, json.dumps(spec)],
+            self.log_dir / "probe.log",
+            {**_without_epics(os.environ), **self.env},
+        )
+        probe.start()
+        try:
+            while not probe.exited():
+                for process in self.processes:
+                    if process.exited():
+                        raise BeamlineError(
+                            process.failure(f"{process.name} exited during start-up")
+                        )
+                time.sleep(0.1)
+            if probe.exit_code() != 0:
+                ioc = self.processes[-1]
+                raise BeamlineError(
+                    f"the IOC did not answer within {self.ioc_timeout:g} s:\n"
+                    f"{_tail(probe.log_path)}\n" + ioc.failure("IOC still running")
+                )
+        finally:
+            probe.stop(self.stop_timeout)
+
+    def dead_processes(self) -> list[ManagedProcess]:
+        """Started processes that have exited (for a foreground runner to
+        notice a crash)."""
+        return [p for p in self.processes if p.exited()]
+
+    def stop(self) -> None:
+        """Stop every process started, newest first; idempotent."""
+        for process in reversed(self.processes):
+            process.stop(self.stop_timeout)
+
+    def __enter__(self) -> SimulatedBeamline:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def simulated_beamline(
+    prefix: str = "SIM", **kwargs: Any
+) -> Iterator[SimulatedBeamline]:
+    """Start a :class:`SimulatedBeamline`; stop it on leaving the block.
+
+    Keyword arguments are those of :class:`SimulatedBeamline`.
+    """
+    with SimulatedBeamline(prefix, **kwargs) as beamline:
+        yield beamline
