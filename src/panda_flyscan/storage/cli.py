@@ -1,0 +1,349 @@
+"""``panda-flyscan tiled``: run the Tiled service, check it, replay journals."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .config import (
+    CLIENT_API_KEY_ENV,
+    DEFAULT_API_KEY,
+    DEFAULT_PORT,
+    POSTGRES_PLACEHOLDERS,
+    SERVER_API_KEY_ENV,
+    default_data_dir,
+    default_journal_dir,
+    local_tiled_config,
+    render_postgres_config,
+    shipped_postgres_config_path,
+)
+from .errors import StorageError
+
+DEFAULT_URI = f"http://127.0.0.1:{DEFAULT_PORT}"
+
+
+def _fail(err: Exception) -> None:
+    raise click.ClickException(str(err)) from err
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def tiled() -> None:
+    """Tiled storage: serve the local service, check a server, replay runs.
+
+    \b
+    panda-flyscan tiled serve            local service (SQLite + DuckDB), prints its URI
+    panda-flyscan tiled config postgres  production configuration (PostgreSQL)
+    panda-flyscan tiled check --uri URI  can runs be written to (and read from) URI?
+    panda-flyscan tiled replay           write journaled runs Tiled missed
+    """
+
+
+@tiled.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help=f"Directory of the catalog, tables and files (default: {default_data_dir()}). "
+    "Kept across restarts.",
+)
+@click.option(
+    "--port",
+    type=int,
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="Port on 127.0.0.1 (0 picks a free one).",
+)
+@click.option(
+    "--api-key",
+    envvar=SERVER_API_KEY_ENV,
+    default=DEFAULT_API_KEY,
+    show_default=True,
+    help=f"API key clients must present (or set {SERVER_API_KEY_ENV}). "
+    "The default is for local development only.",
+)
+@click.option(
+    "--readable",
+    "readable",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory whose files may be registered as external assets, i.e. where "
+    "detectors and the PandA write HDF5. Repeat for several. DATA_DIR/external "
+    "is always readable.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Serve this Tiled configuration file instead (e.g. the PostgreSQL one "
+    "from `config postgres`); --data-dir and --readable are then ignored.",
+)
+@click.option("--ready-file", type=click.Path(path_type=Path), hidden=True)
+def serve(
+    data_dir: Path | None,
+    port: int,
+    api_key: str,
+    readable: tuple[Path, ...],
+    config_file: Path | None,
+    ready_file: Path | None,
+) -> None:
+    """Run the Tiled service in the foreground until Ctrl-C or SIGTERM.
+
+    By default: a SQLite catalog and writable storage (DuckDB tables for event
+    data, a directory for arrays) under one data directory, API-key
+    authentication, bound to 127.0.0.1. Prints the API URI on stdout once the
+    server answers; logs go to stderr.
+    """
+    from .server import run_server, serve_local
+
+    def on_ready(uri: str) -> None:
+        click.echo(uri)
+        sys.stdout.flush()
+        click.echo(
+            f"Tiled is ready at {uri} (Ctrl-C or SIGTERM stops it). "
+            f"Connect with: from_uri({uri.removesuffix('/api/v1')!r}, api_key=...)",
+            err=True,
+        )
+        if ready_file is not None:
+            tmp = ready_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"uri": uri}))
+            tmp.replace(ready_file)  # atomic: the reader never sees half a file
+
+    try:
+        if config_file is not None:
+            # --api-key given explicitly (or via env) overrides the file's key.
+            src = click.get_current_context().get_parameter_source("api_key")
+            explicit = src is not None and src.name != "DEFAULT"
+            run_server(
+                config_file,
+                port=port,
+                api_key=api_key if explicit else None,
+                on_ready=on_ready,
+            )
+        else:
+            serve_local(
+                data_dir,
+                api_key=api_key,
+                port=port,
+                readable=readable,
+                on_ready=on_ready,
+            )
+    except StorageError as err:
+        _fail(err)
+    except KeyboardInterrupt:
+        pass
+    click.echo("Tiled stopped.", err=True)
+
+
+@tiled.group()
+def config() -> None:
+    """Print Tiled configuration files (production PostgreSQL, or the local one)."""
+
+
+@config.command("postgres")
+@click.option(
+    "--catalog-uri",
+    default=POSTGRES_PLACEHOLDERS["catalog_uri"],
+    show_default=True,
+    help="PostgreSQL database of the catalog, postgresql://user:password@host:5432/db.",
+)
+@click.option(
+    "--storage-uri",
+    default=POSTGRES_PLACEHOLDERS["storage_uri"],
+    show_default=True,
+    help="PostgreSQL database for event tables (a second database is recommended).",
+)
+@click.option(
+    "--data-dir",
+    default=POSTGRES_PLACEHOLDERS["data_dir"],
+    show_default=True,
+    help="Directory for arrays Tiled writes itself.",
+)
+@click.option(
+    "--readable",
+    multiple=True,
+    default=[POSTGRES_PLACEHOLDERS["readable"]],
+    show_default=True,
+    help="Directory where detectors and the PandA write HDF5 (repeatable).",
+)
+@click.option(
+    "--api-key",
+    default=POSTGRES_PLACEHOLDERS["api_key"],
+    show_default=True,
+    help="Single-user API key; keep the placeholder to read it from the environment.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, help="Port to bind.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to this file instead of stdout.",
+)
+def config_postgres(
+    catalog_uri: str,
+    storage_uri: str,
+    data_dir: str,
+    readable: tuple[str, ...],
+    api_key: str,
+    host: str,
+    port: int,
+    output: Path | None,
+) -> None:
+    """Production configuration: PostgreSQL catalog and table store.
+
+    With no options this is the file shipped with the package, whose
+    ${PANDA_TILED_...} placeholders Tiled expands from the environment. Run it
+    with `tiled serve config FILE` or `panda-flyscan tiled serve --config FILE`.
+    """
+    text = render_postgres_config(
+        catalog_uri=catalog_uri,
+        storage_uri=storage_uri,
+        data_dir=data_dir,
+        readable=list(readable),
+        api_key=api_key,
+        host=host,
+        port=port,
+    )
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        click.echo(f"Wrote {output}", err=True)
+
+
+@config.command("local")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Data directory (default: the one `serve` uses).",
+)
+@click.option(
+    "--readable",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Extra readable directory (repeatable).",
+)
+def config_local(data_dir: Path | None, readable: tuple[Path, ...]) -> None:
+    """The configuration `serve` runs by default, as YAML (API key not shown)."""
+    import yaml
+
+    cfg = local_tiled_config(
+        data_dir or default_data_dir(),
+        api_key=f"${{{SERVER_API_KEY_ENV}}}",
+        readable=readable,
+    )
+    click.echo(yaml.safe_dump(cfg, sort_keys=False), nl=False)
+
+
+@config.command("path")
+def config_path() -> None:
+    """Path of the PostgreSQL configuration shipped with the package."""
+    click.echo(str(shipped_postgres_config_path()))
+
+
+_uri_option = click.option(
+    "--uri",
+    default=DEFAULT_URI,
+    show_default=True,
+    help="Tiled server (or a node in it).",
+)
+_key_option = click.option(
+    "--api-key",
+    envvar=CLIENT_API_KEY_ENV,
+    default=DEFAULT_API_KEY,
+    show_default=True,
+    help=f"API key (or set {CLIENT_API_KEY_ENV}).",
+)
+
+
+@tiled.command()
+@_uri_option
+@_key_option
+@click.option(
+    "--external-dir",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Check that the server can read files written here (repeatable).",
+)
+def check(uri: str, api_key: str, external_dir: tuple[Path, ...]) -> None:
+    """Check that runs can be written to URI and external files read back.
+
+    The same checks the writer runs when it is subscribed: the server answers,
+    accepts the key, lets it create nodes and tables (a probe, then deleted),
+    and can read files in each --external-dir.
+    """
+    from .checks import check_can_write, check_readable, connect
+
+    try:
+        client = connect(uri, api_key=api_key)
+        click.echo(f"reachable, key accepted: {uri}")
+        check_can_write(client)
+        click.echo("can write runs (container, event table, rows)")
+        for directory in external_dir:
+            check_readable(client, directory)
+            click.echo(f"can read external files in {directory}")
+    except StorageError as err:
+        _fail(err)
+
+
+@tiled.command()
+@_uri_option
+@_key_option
+@click.option(
+    "--journal-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help=f"Journal directory of the writer (default: {default_journal_dir()}).",
+)
+@click.option("--list", "list_only", is_flag=True, help="Only list pending journals.")
+@click.argument("journals", nargs=-1, type=click.Path(exists=True, path_type=Path))
+def replay(
+    uri: str,
+    api_key: str,
+    journal_dir: Path | None,
+    list_only: bool,
+    journals: tuple[Path, ...],
+) -> None:
+    """Write runs that did not reach Tiled from their journals.
+
+    Replays the pending journals of --journal-dir, or the JOURNALS given (also
+    bluesky-tiled-plugins backup files). A partial copy of a run left in Tiled
+    by an outage is replaced. Runs still being written are skipped. Exits with
+    status 1 if any journal failed.
+    """
+    from .checks import REPLAY_SCOPES, check_can_write, connect
+    from .journal import ReplayStatus, pending_journals
+    from .journal import replay as do_replay
+
+    sources: list[Path] = list(journals) or [journal_dir or default_journal_dir()]
+    if list_only:
+        for source in sources:
+            for path in pending_journals(source) if source.is_dir() else [source]:
+                click.echo(str(path))
+        return
+    try:
+        client = connect(uri, api_key=api_key)
+        check_can_write(client, scopes=REPLAY_SCOPES)
+        results = do_replay(client, sources)
+    except StorageError as err:
+        _fail(err)
+        return
+    failed = 0
+    for result in results:
+        line = f"{result.status.value:8s} {result.uid or '?'} {result.path.name}"
+        if result.replaced_partial:
+            line += " (replaced a partial copy)"
+        if result.message:
+            line += f": {result.message}"
+        click.echo(line)
+        failed += result.status is ReplayStatus.FAILED
+    if not results:
+        click.echo("nothing to replay")
+    if failed:
+        raise click.ClickException(f"{failed} journal(s) failed; they stay pending")
