@@ -27,6 +27,7 @@ import contextlib
 import errno
 import json
 import os
+import random
 import shlex
 import signal
 import socket
@@ -44,9 +45,11 @@ from typing import IO, Any
 __all__ = [
     "BeamlineError",
     "EpicsPorts",
+    "ManagedProcess",
     "SimulatedBeamline",
     "client_env",
     "free_epics_ports",
+    "ioc_env",
     "ioc_venv_path",
     "simulated_beamline",
 ]
@@ -88,7 +91,8 @@ def client_env(ports: EpicsPorts) -> dict[str, str]:
         "EPICS_CA_ADDR_LIST": LOOPBACK,
         "EPICS_CA_AUTO_ADDR_LIST": "NO",
         "EPICS_CA_SERVER_PORT": str(ports.ca_server),
-        # A client's own CA repeater (if libca starts one) joins this beamline's.
+        # libca registers with a repeater on this port: one per beamline, not
+        # the host's shared 5065.
         "EPICS_CA_REPEATER_PORT": str(ports.ca_repeater),
         "EPICS_PVA_ADDR_LIST": LOOPBACK,
         "EPICS_PVA_AUTO_ADDR_LIST": "NO",
@@ -100,9 +104,11 @@ def client_env(ports: EpicsPorts) -> dict[str, str]:
 def ioc_env(ports: EpicsPorts) -> dict[str, str]:
     """The variables of an IOC process: its servers on ``ports``, loopback only.
 
-    Both spellings are set where EPICS has two (``EPICS_CAS_*`` for the RSRV
-    server, falling back to ``EPICS_CA_*``; ``EPICS_PVAS_*`` for the PVXS server,
-    falling back to ``EPICS_PVA_*``), so nothing inherited can override ours.
+    Both spellings are set where EPICS has two (the RSRV server reads
+    ``EPICS_CAS_*`` before ``EPICS_CA_*``, the PVXS server ``EPICS_PVAS_*``
+    before ``EPICS_PVA_*``), so either finds ours. PVXS binds its UDP socket to
+    the wildcard address by design, but answers only searches sent to an
+    address in its interface list, here 127.0.0.1.
     """
     return {
         **client_env(ports),  # the IOC's own CA/PVA links stay on loopback too
@@ -147,32 +153,42 @@ def free_loopback_hosts(first: int = 2) -> Iterator[str]:
             yield host
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel hands out for outgoing connections."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_epics_ports() -> EpicsPorts:
     """Four distinct ports on 127.0.0.1 that are free now.
 
-    The CA server port must be free for both TCP and UDP. The sockets are held
-    until all four are chosen so the kernel hands out four different ports;
-    another process may still take one before the IOC binds it, a race narrow
-    enough to accept (and the servers survive it: both fall back to another TCP
-    port, and search replies carry the port).
+    Drawn at random from outside the kernel's ephemeral range, so no outgoing
+    connection or UDP client elsewhere on the host takes one by chance before
+    the IOC binds it (the session fixture chooses its ports minutes before
+    its IOC may start). The CA server port must be free for both TCP and UDP.
+    The sockets are held until all four are chosen, so they differ.
     """
+    low, high = _ephemeral_range()
+    pool = range(10000, low) if low > 11000 else range(high + 1, 65536)
+    rng = random.SystemRandom()
     held: list[socket.socket] = []
     try:
 
         def grab(*kinds: int) -> int:
-            while True:
-                first = socket.socket(socket.AF_INET, kinds[0])
-                first.bind((LOOPBACK, 0))
-                held.append(first)
-                port = first.getsockname()[1]
-                others = [socket.socket(socket.AF_INET, k) for k in kinds[1:]]
-                held.extend(others)
+            for _ in range(1000):
+                port = rng.choice(pool)
+                socks = [socket.socket(socket.AF_INET, kind) for kind in kinds]
+                held.extend(socks)
                 try:
-                    for sock in others:
+                    for sock in socks:
                         sock.bind((LOOPBACK, port))
                 except OSError:
-                    continue  # keep holding it (so it is not offered again)
+                    continue  # taken (possibly by one we hold): draw again
                 return port
+            raise BeamlineError(f"no free port for EPICS in {pool}")
 
         return EpicsPorts(
             ca_server=grab(socket.SOCK_STREAM, socket.SOCK_DGRAM),
@@ -213,7 +229,8 @@ def _parent_death_prefix() -> list[str]:
         "if os.getppid() != int(sys.argv[1]): sys.exit(1)\n"  # parent already gone
         "os.execv(sys.argv[2], sys.argv[2:])\n"
     )
-    return [sys.executable, "-c", shim, str(os.getpid())]
+    # -I -S: no site-packages to scan, just the standard library.
+    return [sys.executable, "-I", "-S", "-c", shim, str(os.getpid())]
 
 
 class ManagedProcess:
@@ -554,9 +571,7 @@ class SimulatedBeamline:
         try:
             self._start_panda()
             self._start_ioc(ioc)
-            # The simulated motor and detector IOCs will start here, after the
-            # PandA (they share its world), each with ioc_env(self.ports)-style
-            # ports of their own, and join the probe in _wait_for_iocs.
+            self._start_devices()
             self._wait_for_iocs()
         except BaseException:
             self.stop()
@@ -614,6 +629,18 @@ class SimulatedBeamline:
         self.processes.append(process)
         process.start()
 
+    def _start_devices(self) -> None:
+        """Where the simulated motor and detector will start (not yet).
+
+        Each is a :class:`ManagedProcess` appended to :attr:`processes` (so it
+        is stopped with the rest), started after the PandA whose world it
+        shares. A CA/PVA server of its own needs ports of its own: two servers
+        on one UDP port on one address do not both get unicast searches. Their
+        ``127.0.0.1:PORT`` entries then join ``EPICS_CA_ADDR_LIST`` /
+        ``EPICS_PVA_ADDR_LIST`` in :attr:`env`, and a PV of each joins the
+        probe's list in :meth:`_wait_for_iocs`.
+        """
+
     def _wait_for_iocs(self) -> None:
         """Wait until the IOC answers over PVA (its PVI structure) and CA (its
         connection status reads CONNECTED, set once every record is served)."""
@@ -630,6 +657,9 @@ class SimulatedBeamline:
             {**_without_epics(os.environ), **self.env},
         )
         probe.start()
+        # The probe keeps its own deadline; this one only guards against a
+        # probe that hangs (its imports and clean-up get a generous margin).
+        deadline = time.monotonic() + self.ioc_timeout + 30
         try:
             while not probe.exited():
                 for process in self.processes:
@@ -637,6 +667,8 @@ class SimulatedBeamline:
                         raise BeamlineError(
                             process.failure(f"{process.name} exited during start-up")
                         )
+                if time.monotonic() > deadline:
+                    raise BeamlineError(probe.failure("the readiness probe hung"))
                 time.sleep(0.1)
             if probe.exit_code() != 0:
                 ioc = self.processes[-1]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,16 +113,27 @@ async def capture_seq_triggered(
     return SeqCapture(path, frames, period_us * 1e-6, ts, count)
 
 
-def read_datasets(path: Path, *names: str) -> list[np.ndarray]:
-    """Read whole 1-D datasets from an HDF5 file the PandA IOC wrote."""
-    with h5py.File(path, "r", swmr=True) as f:
-        out = []
-        for name in names:
-            dataset = f[name]
-            if not isinstance(dataset, h5py.Dataset):
-                raise KeyError(f"{path} has no dataset {name!r}")
-            out.append(np.asarray(dataset[()]))
-    return out
+def read_datasets(path: Path, *names: str, timeout: float = 10.0) -> list[np.ndarray]:
+    """Read whole 1-D datasets from an HDF5 file the PandA IOC wrote.
+
+    The IOC closes the file on its own thread after capture stops, and HDF5
+    refuses an open that races the close, so retry until ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with h5py.File(path, "r", swmr=True) as f:
+                out = []
+                for name in names:
+                    dataset = f[name]
+                    if not isinstance(dataset, h5py.Dataset):
+                        raise KeyError(f"{path} has no dataset {name!r}")
+                    out.append(np.asarray(dataset[()]))
+            return out
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def run_demo(frames: int = 1000, period_us: int = 1000, prefix: str = "DEMO") -> None:

@@ -8,7 +8,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from ophyd_async.core import StaticFilenameProvider, StaticPathProvider, init_devices
+from ophyd_async.core import (
+    StaticFilenameProvider,
+    StaticPathProvider,
+    init_devices,
+)
 from ophyd_async.fastcs.panda import HDFPanda
 from pandablocks.asyncio import AsyncioClient
 from pandablocks.commands import CommandException, Get, Put, Raw

@@ -1,0 +1,36 @@
+"""The ``panda-flyscan`` command: every user-facing action goes through here.
+
+Each concern contributes its own click group (``sim``, ``tiled``, ...); this
+module only assembles them.
+"""
+
+from __future__ import annotations
+
+import click
+
+from . import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="panda-flyscan")
+def main() -> None:
+    """PandA flyscans with ophyd-async, bluesky and Tiled.
+
+    \b
+    Typical use:
+      panda-flyscan demo                 run a flyscan on the simulated beamline
+      panda-flyscan sim --prefix SIM     serve a simulated PandA through the real IOC
+      panda-flyscan tiled serve          run the bundled Tiled service
+      panda-flyscan sim conformance F    check block models against timing vectors
+    """
+
+
+def _add_subcommands() -> None:
+    from .sim_cli import sim
+    from .storage.cli import tiled
+
+    main.add_command(sim)
+    main.add_command(tiled)
+
+
+_add_subcommands()

@@ -1,0 +1,118 @@
+"""``panda-flyscan sim``: serve the simulated beamline, and check block models.
+
+The beamline itself lives in :mod:`sim_ioc.launcher`; this module is only its
+command line.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import click
+
+
+class _Stop(Exception):
+    """Raised by the SIGTERM/SIGHUP handler so the beamline's exit runs."""
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+@click.group(invoke_without_command=True)
+@click.option(
+    "--prefix",
+    default="SIM",
+    show_default=True,
+    help="Record prefix: the PandA's PVs are PREFIX:PANDA:...",
+)
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Also write the client environment (KEY=VALUE lines) to this file.",
+)
+@click.pass_context
+def sim(ctx: click.Context, prefix: str, env_file: Path | None) -> None:
+    """Serve a simulated PandA through the real PandABlocks-ioc.
+
+    Starts the simulator on a free loopback address (127.0.0.N) and
+    PandABlocks-ioc (from sim_ioc/.venv) on free CA/PVA ports, waits until the
+    IOC answers, then prints the environment a client needs, for example:
+
+    \b
+      panda-flyscan sim --env-file sim.env
+      set -a; . ./sim.env; set +a               # then, in another shell
+      python -m p4p.client.cli get "${PANDA_PREFIX}PVI"
+      caproto-get "${PANDA_PREFIX}PCAP:ACTIVE"
+
+    Runs in the foreground until Ctrl-C or SIGTERM, then stops everything it
+    started. Logs go to a temporary directory, printed at start.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from sim_ioc.launcher import BeamlineError, SimulatedBeamline
+
+    # SIGTERM (and a closed terminal) end the run as Ctrl-C does: through the
+    # clean-up below, which stops every process started. SIGINT is set too, as
+    # a shell starting us in the background would have it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_stop)
+    beamline = SimulatedBeamline(prefix)
+    click.echo(f"Starting the simulated beamline {prefix!r}...", err=True)
+    try:
+        beamline.start()
+        lines = beamline.env_lines()
+        if env_file is not None:
+            env_file.write_text("".join(f"{line}\n" for line in lines))
+        for line in lines:
+            click.echo(line)
+        sys.stdout.flush()
+        click.echo(f"Logs in {beamline.log_dir}", err=True)
+        if env_file is not None:
+            click.echo(f"Environment written to {env_file}", err=True)
+        click.echo("Serving; Ctrl-C to stop.", err=True)
+        # Watching for a crash: there is no event to wait on across processes.
+        while not (dead := beamline.dead_processes()):
+            time.sleep(0.5)
+        for process in dead:
+            click.echo(process.failure(f"{process.name} stopped"), err=True)
+        ctx.exit(1)
+    except (KeyboardInterrupt, _Stop):
+        click.echo("Stopping...", err=True)
+    except BeamlineError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        # A second Ctrl-C must not cut the clean-up short (it is bounded by
+        # the beamline's stop timeouts).
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        beamline.stop()
+
+
+@sim.command()
+@click.argument(
+    "files",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+)
+@click.option(
+    "--tables",
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder of the table files the timing vectors refer to.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print only failures and the total.")
+def conformance(files: tuple[str, ...], tables: str | None, quiet: bool) -> None:
+    """Check block models against PandABlocks-FPGA timing vectors.
+
+    FILES are ``*.timing.ini`` files. Prints one line per scenario and an
+    ``N passed, M failed`` total; exits non-zero if any scenario failed.
+    """
+    from sim_ioc.panda.conformance import main
+
+    sys.exit(main(list(files), tables=tables, quiet=quiet))

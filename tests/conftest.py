@@ -1,0 +1,58 @@
+"""Fixtures shared by the whole suite: one simulated beamline per test session.
+
+CA (aioca/libca) and PVA (p4p) clients read their ``EPICS_*`` settings from
+``os.environ`` once, when the first context is made, and keep them for the life
+of the process. So the session's IOC ports are chosen, and the client
+environment set, when pytest starts, before any test can make a context; the
+beamline itself starts on those ports the first time a test asks for it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from sim_ioc.launcher import (
+    EpicsPorts,
+    SimulatedBeamline,
+    client_env,
+    free_epics_ports,
+    ioc_venv_path,
+    simulated_beamline,
+)
+
+#: Record prefix of the session's beamline (the PandA is ``TEST:PANDA:``).
+SESSION_PREFIX = "TEST"
+
+_session_ports: EpicsPorts | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Point this process's CA/PVA clients at the session's beamline, and only
+    there (no broadcasts, loopback only), before anything can read them."""
+    global _session_ports
+    _session_ports = free_epics_ports()
+    os.environ.update(client_env(_session_ports))
+
+
+@pytest.fixture(scope="session")
+def beamline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatedBeamline]:
+    """The simulated PandA and the real PandABlocks-ioc, shared by the session.
+
+    Skips when the IOC environment (``sim_ioc/.venv``) is missing; fails, with
+    the IOC's log, when it is there but does not come up. The processes' logs
+    stay in pytest's temporary directory (``beamline0/``) after the session.
+    """
+    ioc = ioc_venv_path() / "bin" / "pandablocks-ioc"
+    if not ioc.exists():
+        pytest.skip(f"{ioc} missing: create the IOC environment with scripts/setup.sh")
+    assert _session_ports is not None, "pytest_configure did not run"
+    with simulated_beamline(
+        SESSION_PREFIX,
+        ports=_session_ports,
+        log_dir=tmp_path_factory.mktemp("beamline"),
+    ) as started:
+        os.environ.update(started.env)  # adds PANDA_HOST and PANDA_PREFIX
+        yield started
