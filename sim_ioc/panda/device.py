@@ -93,20 +93,19 @@ class SimulatedPanda:
             if f is not None and self.catalog.blocks[block[:-1]].number != 1:
                 f = None
         if f is None:
-            base = block.rstrip("0123456789")
-            if base not in self.catalog.blocks:
+            blk = self.catalog.block_of(block)
+            if blk is None:
                 raise FieldError(f"No such block {block}")
-            if block == base and self.catalog.blocks[base].number > 1:
+            if block == blk.name and blk.number > 1:
                 raise FieldError(f"Block {block} needs an instance number")
-            if name not in self.catalog.blocks[base].fields:
+            if name not in blk.fields:
                 raise FieldError(f"No such field {block}.{name}")
             raise FieldError(f"No such block {block}")
         return f
 
     def definition(self, block: str, name: str) -> FieldDef:
         """A field's definition by block type or instance (for ``*ENUMS``...)."""
-        base = block.rstrip("0123456789") if block not in self.catalog.blocks else block
-        blk = self.catalog.blocks.get(base)
+        blk = self.catalog.block_of(block)
         if blk is None:
             raise FieldError(f"No such block {block}")
         if name not in blk.fields:

@@ -328,8 +328,8 @@ class Field:
 
     @property
     def max_rows(self) -> int:
-        block = self.definition.name and self.block.rstrip("0123456789")
-        return TABLE_MAX_LENGTH.get(block, 4096)
+        block = self.catalog.block_of(self.block)
+        return TABLE_MAX_LENGTH.get(block.name if block else "", 4096)
 
     def put_table(self, words: list[int], append: bool) -> None:
         if self.kind != "table":

@@ -88,6 +88,12 @@ class Catalog:
             for i, name in enumerate(block.instance_names(), start=1)
         ]
 
+    def block_of(self, name: str) -> BlockDef | None:
+        """The block type of ``SEQ`` or an instance name like ``SEQ1``."""
+        if name in self.blocks:
+            return self.blocks[name]
+        return self.blocks.get(name.rstrip("0123456789"))
+
     @property
     def bit_labels(self) -> list[str]:
         """The enum labels of every bit_mux: constants then the bus."""

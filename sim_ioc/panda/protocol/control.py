@@ -163,8 +163,7 @@ def _list_fields(panda: SimulatedPanda, target: str) -> str:
     if "." in target:
         block, name = target.split(".", 1)
         return multiline(panda.lookup(block, name).attributes())
-    base = target.rstrip("0123456789") if target not in panda.catalog.blocks else target
-    blk = panda.catalog.blocks.get(base)
+    blk = panda.catalog.block_of(target)
     if blk is None:
         raise FieldError(f"No such block {target}")
     return multiline([f"{f.name} {f.index} {f.type_line}" for f in blk.fields.values()])
@@ -275,8 +274,9 @@ def _enums(panda: SimulatedPanda, rest: str) -> list[str]:
         raise FieldError(f"No enumerated table column {parts[2]}")
     d = panda.definition(block, name)
     # Enumerations are per field type; ask the first instance.
-    inst = panda.catalog.blocks[(d and block.rstrip("0123456789")) or block]
-    f = panda.fields[f"{inst.instance_names()[0]}.{name}"]
+    blk = panda.catalog.block_of(block)
+    assert blk is not None
+    f = panda.fields[f"{blk.instance_names()[0]}.{d.name}"]
     return f.enum_labels(parts[2] if len(parts) > 2 else None)
 
 
