@@ -28,7 +28,23 @@ def _load_all() -> None:
     # not written yet, not an error.
     import importlib
 
-    for name in ("bits", "clock", "counter", "io", "pcap", "pcomp", "pulse", "seq"):
+    for name in (
+        "bits",
+        "calc",
+        "clock",
+        "counter",
+        "div",
+        "filter",
+        "io",
+        "lut",
+        "misc",
+        "pcap",
+        "pcomp",
+        "pgen",
+        "pulse",
+        "seq",
+        "srgate",
+    ):
         try:
             importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as e:

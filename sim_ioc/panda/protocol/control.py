@@ -235,6 +235,9 @@ def _system_put(
                 if f.kind in ("pos_out", "ext_out"):
                     f.capture = "No"
             return ok()
+        case "*METADATA", "APPNAME" if value == panda.metadata["APPNAME"]:
+            # A constant: restoring a saved layout writes it back unchanged.
+            return ok()
         case "*METADATA", key if key in panda.metadata and key != "APPNAME":
             panda.metadata[key] = value
             return ok()
