@@ -121,7 +121,8 @@ class Capture:
     arm_time: str
     started: bool = False
     ended: bool = False
-    disarmed: bool = False
+    #: What END will say: Ok unless disarmed or overrun.
+    end_reason: str = "Ok"
     _pending: list[int] = field(default_factory=list)
 
     def add_words(self, words: list[int]) -> np.ndarray | None:

@@ -223,10 +223,21 @@ class SimulatedPanda:
         self.engine.set_input("PCAP", "ARM", 0, t + 1 + len(plan.write_words))
         self._emit(capture.Start(plan, arm_time))
 
-    def disarm(self) -> None:
+    def disarm(self, reason: str = "Disarmed") -> None:
+        """Stop the acquisition; its END carries ``reason``."""
         if self.capture is not None and not self.capture.ended:
-            self.capture.disarmed = True
+            self.capture.end_reason = reason
         self.engine.set_input("PCAP", "DISARM", 0)
+
+    def overrun(self) -> None:
+        """A data client fell too far behind: the capture ends at once with
+        ``Data overrun``, as when the hardware's capture buffer overflows."""
+        cap = self.capture
+        if cap is None or cap.ended:
+            return
+        self.disarm("Data overrun")
+        cap.ended = True
+        self._emit(capture.End(self.captured, "Data overrun"))
 
     def _on_pcap_active(self, ts: int, index: int, value: int) -> None:
         cap = self.capture
@@ -237,8 +248,7 @@ class SimulatedPanda:
         elif cap.started and not cap.ended:
             self._drain()
             cap.ended = True
-            reason = "Disarmed" if cap.disarmed else "Ok"
-            self._emit(capture.End(self.captured, reason))
+            self._emit(capture.End(self.captured, cap.end_reason))
 
     def _drain(self) -> None:
         pcap = self.engine.blocks.get("PCAP")

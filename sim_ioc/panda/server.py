@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 TICKS_PER_SECOND = 125_000_000
 #: Events simulated between checks of the sockets: bounds control-port latency
 #: when the simulation is busy (the IOC gives up after 1 s without an answer).
-EVENT_BUDGET = 20_000
+EVENT_BUDGET = 5_000
 #: Longest idle sleep of the simulation loop: bounds streaming latency.
 MAX_IDLE = 0.005
 #: Bytes a data client may fall behind before the capture ends in overrun.
@@ -37,6 +37,8 @@ class PandaServer:
     host: str = "127.0.0.1"
     control_port: int = 8888
     data_port: int = 8889
+    #: Bytes a data client may fall behind before the capture ends in overrun.
+    overrun_bytes: int = OVERRUN_BYTES
 
     def __post_init__(self) -> None:
         self._t0 = time.monotonic()
@@ -104,7 +106,9 @@ class PandaServer:
             while chunk := await reader.read(65536):
                 replies = []
                 for request in parser.feed(chunk):
-                    self._step()
+                    # Catch up first, but never make a client wait on a
+                    # simulation that has fallen behind real time.
+                    self.panda.advance(self.now(), EVENT_BUDGET // 10)
                     replies.append(control.respond(self.panda, session, request))
                 if replies:
                     writer.write("".join(replies).encode())
@@ -134,14 +138,25 @@ class PandaServer:
             writer.write(b"OK\n")
             await writer.drain()
             state: dict[str, object] = {}
+            queued = [0]  # bytes in `queue`
+
+            def backlog() -> int:
+                return queued[0] + writer.transport.get_write_buffer_size()
 
             def on_event(event: Event) -> None:
                 if isinstance(event, Start):
                     state["plan"] = event.plan
                     queue.put_nowait(data.header(event.plan, options, event.arm_time))
                 elif isinstance(event, Frames) and "plan" in state:
+                    if backlog() > self.overrun_bytes:
+                        # This client cannot keep up: end the capture as the
+                        # hardware does when its buffer overflows.
+                        self.panda.overrun()
+                        return
                     plan = state["plan"]
-                    queue.put_nowait(data.encode_frames(plan, options, event.frames))  # type: ignore[arg-type]
+                    message = data.encode_frames(plan, options, event.frames)  # type: ignore[arg-type]
+                    queued[0] += len(message)
+                    queue.put_nowait(message)
                 elif isinstance(event, End) and "plan" in state:
                     queue.put_nowait(data.end(event.samples, event.reason))
                     state.pop("plan")
@@ -166,6 +181,7 @@ class PandaServer:
                 message = get.result()
                 if message is None:
                     break
+                queued[0] = max(0, queued[0] - len(message))
                 writer.write(message)
                 await writer.drain()
         except (ConnectionError, asyncio.CancelledError):

@@ -35,6 +35,7 @@ def _load_all() -> None:
         "counter",
         "div",
         "filter",
+        "fmc",
         "io",
         "lut",
         "misc",

@@ -319,5 +319,5 @@ def _pcap_status(panda: SimulatedPanda, what: str) -> str:
         case "COMPLETION":
             if cap is None:
                 return "Ok"
-            return "Busy" if not cap.ended else ("Disarmed" if cap.disarmed else "Ok")
+            return "Busy" if not cap.ended else cap.end_reason
     raise FieldError(f"Unknown command *PCAP.{what}?")
