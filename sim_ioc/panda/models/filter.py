@@ -110,6 +110,8 @@ class Filter(Block):
         self._error_code = OK
         #: Outputs frozen by an error, until the next rising edge of ENABLE.
         self._stopped = False
+        #: READY as this tick leaves it.
+        self._ready_level = 0
 
     def on_changes(self, ts: int, changes: Mapping[str, int]) -> int | None:
         self.changes = {}
@@ -124,6 +126,9 @@ class Filter(Block):
         trig = "TRIG" in previous and v["TRIG"] & 1
         inp = to_int32(v["INP"])
 
+        # READY is settled once per tick, so a pulse ending as another starts
+        # is no change.
+        self._ready_level = v["READY"]
         self._scheduled(ts)
         if mode == DIFFERENCE:
             if rising:
@@ -146,6 +151,7 @@ class Filter(Block):
             elif was_enabled:
                 self._add(ts, inp, 1)
         self._acc_tick = ts
+        self.set_output("READY", self._ready_level)
         return self._next_wake(ts)
 
     # -- scheduled events ---------------------------------------------------------
@@ -154,7 +160,7 @@ class Filter(Block):
         """Apply what earlier ticks scheduled for ``ts``."""
         if self._ready_clear is not None and self._ready_clear <= ts:
             self._ready_clear = None
-            self.set_output("READY", 0)
+            self._ready_level = 0
         if self._due is not None and self._due <= ts:
             if self._result is not None and not self._stopped:
                 self._ready(ts, self._result)
@@ -167,7 +173,7 @@ class Filter(Block):
 
     def _ready(self, ts: int, out: int) -> None:
         self.set_output("OUT", out)
-        self.set_output("READY", 1)
+        self._ready_level = 1
         self._ready_clear = ts + 1
 
     def _busy(self, ts: int) -> bool:
