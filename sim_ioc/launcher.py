@@ -1,4 +1,12 @@
-"""Start a simulated beamline: the simulated PandA and the real PandABlocks-ioc.
+"""Start a simulated beamline: the simulated PandA with the real PandABlocks-ioc,
+and a motor and an area detector that share the PandA's world and clock.
+
+Two processes (each in a process group of its own, stopped by PID):
+
+* ``python -m sim_ioc`` (named ``panda``): the simulated PandA, plus the motor
+  record ``<prefix>:M1`` and the detector ``<prefix>:DET:`` served over Channel
+  Access by caproto, all in one asyncio loop (see :mod:`sim_ioc.__main__`);
+* the real PandABlocks-ioc (``ioc``), serving ``<prefix>:PANDA:`` over CA and PVA.
 
 Every beamline is isolated from every other one on the same host:
 
@@ -7,7 +15,11 @@ Every beamline is isolated from every other one on the same host:
   address is what tells two simulators apart;
 * its IOC serves CA and PVA on ports chosen free at start and on 127.0.0.1 only,
   with beacons and searches confined to 127.0.0.1, so two IOCs with the same
-  record names never answer each other's clients and nothing leaves loopback.
+  record names never answer each other's clients and nothing leaves loopback;
+* the motor and detector's CA server has a port of its own too
+  (:class:`DevicePorts`; two CA servers on one UDP port and address do not both
+  get unicast searches), which clients reach through an ``127.0.0.1:PORT``
+  entry of ``EPICS_CA_ADDR_LIST``.
 
 Clients reach a beamline through :attr:`SimulatedBeamline.env`. CA (aioca,
 libca) and PVA (p4p) clients read those variables from ``os.environ`` once, when
@@ -19,11 +31,14 @@ Usage::
     with simulated_beamline(prefix="SIM") as beamline:
         os.environ.update(beamline.env)  # before the first CA/PVA use
         panda = HDFPanda(beamline.panda_prefix, path_provider)
+        motor = Motor(beamline.motor_pv)
+        detector = SimDetector(beamline.detector_prefix, ADWriterFactory.hdf(...))
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import os
@@ -44,17 +59,20 @@ from typing import IO, Any
 
 __all__ = [
     "BeamlineError",
+    "DevicePorts",
     "EpicsPorts",
     "ManagedProcess",
     "SimulatedBeamline",
     "client_env",
+    "device_server_env",
+    "free_device_ports",
     "free_epics_ports",
     "ioc_env",
     "ioc_venv_path",
     "simulated_beamline",
 ]
 
-#: The repository root: the simulator runs as ``python -m sim_ioc.panda`` from here.
+#: The repository root: the simulator runs as ``python -m sim_ioc`` from here.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Where ``scripts/setup.sh`` puts the IOC's own environment (numpy<2, pvi 0.10).
 DEFAULT_IOC_VENV = Path(__file__).resolve().parent / ".venv"
@@ -79,16 +97,28 @@ class EpicsPorts:
     pva_broadcast: int  # UDP: name searches and beacons
 
 
+@dataclass(frozen=True)
+class DevicePorts:
+    """The port of the motor and detector's CA server (on 127.0.0.1)."""
+
+    ca_server: int  # TCP and UDP: name searches and circuits
+
+
 def ioc_venv_path() -> Path:
     """The IOC environment: ``$PANDA_FLYSCAN_IOC_VENV`` or ``sim_ioc/.venv``."""
     override = os.environ.get(IOC_VENV_ENV_VAR)
     return Path(override) if override else DEFAULT_IOC_VENV
 
 
-def client_env(ports: EpicsPorts) -> dict[str, str]:
-    """The CA/PVA client variables that reach (only) an IOC on ``ports``."""
+def client_env(ports: EpicsPorts, devices: DevicePorts | None = None) -> dict[str, str]:
+    """The CA/PVA client variables that reach (only) an IOC on ``ports``, and
+    the motor and detector on ``devices`` if given."""
+    ca_addresses = [LOOPBACK]
+    if devices is not None:
+        # Searched on its own port: libca sends to each address of the list.
+        ca_addresses.append(f"{LOOPBACK}:{devices.ca_server}")
     return {
-        "EPICS_CA_ADDR_LIST": LOOPBACK,
+        "EPICS_CA_ADDR_LIST": " ".join(ca_addresses),
         "EPICS_CA_AUTO_ADDR_LIST": "NO",
         "EPICS_CA_SERVER_PORT": str(ports.ca_server),
         # libca registers with a repeater on this port: one per beamline, not
@@ -128,6 +158,24 @@ def ioc_env(ports: EpicsPorts) -> dict[str, str]:
     }
 
 
+def device_server_env(ports: EpicsPorts, devices: DevicePorts) -> dict[str, str]:
+    """The variables of the ``python -m sim_ioc`` process: its CA server (caproto)
+    on ``devices.ca_server`` at 127.0.0.1, without beacons.
+
+    caproto takes its UDP search port and first TCP port from
+    ``EPICS_CA_SERVER_PORT``. Beacons only speed up reconnection, and caproto
+    logs an error for every one no repeater receives, so there are none.
+    """
+    return {
+        **client_env(ports, devices),
+        "EPICS_CA_SERVER_PORT": str(devices.ca_server),
+        "EPICS_CAS_SERVER_PORT": str(devices.ca_server),
+        "EPICS_CAS_INTF_ADDR_LIST": LOOPBACK,
+        "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
+        "EPICS_CAS_BEACON_ADDR_LIST": "",
+    }
+
+
 def _without_epics(env: Mapping[str, str]) -> dict[str, str]:
     """``env`` less any inherited EPICS settings, which would override ours."""
     return {k: v for k, v in env.items() if not k.startswith("EPICS_")}
@@ -162,6 +210,38 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999  # Linux's default
 
 
+def _random_pool() -> range:
+    low, high = _ephemeral_range()
+    return range(10000, low) if low > 11000 else range(high + 1, 65536)
+
+
+def _udp_free(port: int) -> bool:
+    """Whether ``port`` is free for UDP on 127.0.0.1, also to a binder that
+    shares ports (SO_REUSEADDR, as CA servers set it): checked without."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            return False
+        return True
+
+
+def free_device_ports(avoid: EpicsPorts | None = None) -> DevicePorts:
+    """A port on 127.0.0.1, free now for TCP and UDP, for the motor and
+    detector's CA server; not one of ``avoid``'s (chosen as
+    :func:`free_epics_ports` chooses)."""
+    taken = set() if avoid is None else set(dataclasses.astuple(avoid))
+    rng = random.SystemRandom()
+    pool = _random_pool()
+    for _ in range(1000):
+        port = rng.choice(pool)
+        if port in taken:
+            continue
+        if _bindable(LOOPBACK, port, socket.SOCK_STREAM) and _udp_free(port):
+            return DevicePorts(ca_server=port)
+    raise BeamlineError(f"no free port for the devices' CA server in {pool}")
+
+
 def free_epics_ports() -> EpicsPorts:
     """Four distinct ports on 127.0.0.1 that are free now.
 
@@ -171,8 +251,7 @@ def free_epics_ports() -> EpicsPorts:
     its IOC may start). The CA server port must be free for both TCP and UDP.
     The sockets are held until all four are chosen, so they differ.
     """
-    low, high = _ephemeral_range()
-    pool = range(10000, low) if low > 11000 else range(high + 1, 65536)
+    pool = _random_pool()
     rng = random.SystemRandom()
     held: list[socket.socket] = []
     try:
@@ -461,7 +540,8 @@ def _probe_main(spec: str) -> int:
 
 
 class SimulatedBeamline:
-    """The simulated PandA and its IOC, started together and stopped together.
+    """The simulated PandA, its IOC, the motor and the detector, started together
+    and stopped together.
 
     Use as a context manager (or call :meth:`start` and :meth:`stop`). Every
     process is started in its own process group and stopped on exit, on error
@@ -475,6 +555,7 @@ class SimulatedBeamline:
         *,
         log_dir: Path | str | None = None,
         ports: EpicsPorts | None = None,
+        device_ports: DevicePorts | None = None,
         ioc_venv: Path | str | None = None,
         panda_timeout: float = 30.0,
         ioc_timeout: float = 120.0,
@@ -487,20 +568,26 @@ class SimulatedBeamline:
             ports: The IOC's CA/PVA ports; default: free ports chosen at start.
                 Choose them early (:func:`free_epics_ports`) to set a process's
                 client environment before the beamline starts.
+            device_ports: The motor and detector's CA port; default: a free
+                port chosen at start (:func:`free_device_ports`, early, as
+                ``ports``).
             ioc_venv: The IOC's environment; default: :func:`ioc_venv_path`.
-            panda_timeout: Seconds for the simulator to print ``READY``.
+            panda_timeout: Seconds for the simulator (PandA, motor, detector)
+                to print ``READY``.
             ioc_timeout: Seconds for the IOC to answer over CA and PVA.
             stop_timeout: Seconds each process gets to stop before SIGKILL.
         """
         self.prefix = prefix
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self._requested_ports = ports
+        self._requested_device_ports = device_ports
         self.ioc_venv = Path(ioc_venv) if ioc_venv is not None else ioc_venv_path()
         self.panda_timeout = panda_timeout
         self.ioc_timeout = ioc_timeout
         self.stop_timeout = stop_timeout
         self._panda_host: str | None = None
         self._ports: EpicsPorts | None = None
+        self._device_ports: DevicePorts | None = None
         #: Started processes, in start order; stopped in reverse, kept after.
         self.processes: list[ManagedProcess] = []
         self._started = False
@@ -522,6 +609,24 @@ class SimulatedBeamline:
         return self._ports
 
     @property
+    def device_ports(self) -> DevicePorts:
+        """The motor and detector's CA server port."""
+        if self._device_ports is None:
+            raise BeamlineError("beamline not started")
+        return self._device_ports
+
+    @property
+    def motor_pv(self) -> str:
+        """The motor record, for ophyd-async's ``Motor``: ``<prefix>:M1``."""
+        return f"{self.prefix}:M1"
+
+    @property
+    def detector_prefix(self) -> str:
+        """The detector's PV prefix (``cam1:`` and ``HDF1:`` below it), for
+        ophyd-async's areaDetector classes: ``<prefix>:DET:``."""
+        return f"{self.prefix}:DET:"
+
+    @property
     def ioc_prefix(self) -> str:
         """The prefix handed to PandABlocks-ioc, ``<prefix>:PANDA``."""
         return f"{self.prefix}:PANDA"
@@ -533,18 +638,28 @@ class SimulatedBeamline:
 
     @property
     def env(self) -> dict[str, str]:
-        """The client environment: CA/PVA settings plus PANDA_HOST and
-        PANDA_PREFIX."""
+        """The client environment: CA/PVA settings plus PANDA_HOST,
+        PANDA_PREFIX, MOTOR_PV and DETECTOR_PREFIX."""
         return {
-            **client_env(self.ports),
+            **client_env(self.ports, self.device_ports),
             "PANDA_HOST": self.panda_host,
             "PANDA_PREFIX": self.panda_prefix,
+            "MOTOR_PV": self.motor_pv,
+            "DETECTOR_PREFIX": self.detector_prefix,
         }
 
     def env_lines(self) -> list[str]:
         """:attr:`env` as ``KEY=VALUE`` lines (a shell- and docker-style env
-        file)."""
-        return [f"{key}={value}" for key, value in sorted(self.env.items())]
+        file).
+
+        A value with spaces (``EPICS_CA_ADDR_LIST`` lists both CA servers) is
+        double-quoted, as POSIX shells (``set -a; . ./sim.env``), docker
+        compose's ``env_file`` and systemd's ``EnvironmentFile`` read it.
+        """
+        return [
+            f'{key}="{value}"' if " " in value else f"{key}={value}"
+            for key, value in sorted(self.env.items())
+        ]
 
     @property
     def logs(self) -> dict[str, Path]:
@@ -568,10 +683,13 @@ class SimulatedBeamline:
                 tempfile.mkdtemp(prefix=f"panda-flyscan-{self.prefix}-")
             )
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._ports = self._requested_ports or free_epics_ports()
+        self._device_ports = self._requested_device_ports or free_device_ports(
+            self._ports
+        )
         try:
             self._start_panda()
             self._start_ioc(ioc)
-            self._start_devices()
             self._wait_for_iocs()
         except BaseException:
             self.stop()
@@ -579,19 +697,28 @@ class SimulatedBeamline:
         return self
 
     def _start_panda(self) -> None:
-        """Start the simulator on the first free loopback address.
+        """Start the simulator on the first free loopback address: the PandA,
+        and in the same process (one world, one clock) the motor and detector
+        on their CA port.
 
         Another launcher may take the same address between the check and the
         bind: then the simulator fails with EADDRINUSE and the next address is
         tried.
         """
         assert self.log_dir is not None
+        env = {
+            **_without_epics(os.environ),
+            **device_server_env(self.ports, self.device_ports),
+        }
         for attempt, host in enumerate(free_loopback_hosts()):
             panda = ManagedProcess(
                 "panda",
-                [sys.executable, "-m", "sim_ioc.panda", "--host", host],
+                [
+                    sys.executable,
+                    *("-m", "sim_ioc", "--host", host, "--prefix", self.prefix),
+                ],
                 self.log_dir / "panda.log",
-                os.environ,
+                env,
                 ready_line="READY",
             )
             self.processes.append(panda)
@@ -617,37 +744,31 @@ class SimulatedBeamline:
 
     def _start_ioc(self, ioc: Path) -> None:
         assert self.log_dir is not None
-        self._ports = self._requested_ports or free_epics_ports()
         process = ManagedProcess(
             "ioc",
             [str(ioc), "softioc", self.panda_host, self.ioc_prefix],
             self.log_dir / "ioc.log",
-            {**_without_epics(os.environ), **ioc_env(self._ports)},
+            {**_without_epics(os.environ), **ioc_env(self.ports)},
             # The IOC runs an interactive shell and exits at end of input.
             keep_stdin_open=True,
         )
         self.processes.append(process)
         process.start()
 
-    def _start_devices(self) -> None:
-        """Where the simulated motor and detector will start (not yet).
-
-        Each is a :class:`ManagedProcess` appended to :attr:`processes` (so it
-        is stopped with the rest), started after the PandA whose world it
-        shares. A CA/PVA server of its own needs ports of its own: two servers
-        on one UDP port on one address do not both get unicast searches. Their
-        ``127.0.0.1:PORT`` entries then join ``EPICS_CA_ADDR_LIST`` /
-        ``EPICS_PVA_ADDR_LIST`` in :attr:`env`, and a PV of each joins the
-        probe's list in :meth:`_wait_for_iocs`.
-        """
-
     def _wait_for_iocs(self) -> None:
         """Wait until the IOC answers over PVA (its PVI structure) and CA (its
-        connection status reads CONNECTED, set once every record is served)."""
+        connection status reads CONNECTED, set once every record is served),
+        and the motor and detector answer over CA with the client
+        environment (so its address list is proven too)."""
         assert self.log_dir is not None
         spec = {
             "pva": [f"{self.ioc_prefix}:PVI"],
-            "ca": {f"{self.ioc_prefix}:Status": 2},  # Statuses.CONNECTED
+            "ca": {
+                f"{self.ioc_prefix}:Status": 2,  # Statuses.CONNECTED
+                f"{self.motor_pv}.DMOV": None,
+                f"{self.detector_prefix}cam1:Acquire_RBV": None,
+                f"{self.detector_prefix}HDF1:Capture_RBV": None,
+            },
             "timeout": self.ioc_timeout,
         }
         probe = ManagedProcess(

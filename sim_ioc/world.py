@@ -1,7 +1,9 @@
 """The simulated world the PandA, motor and detector share.
 
 Pure and clock-free: positions are functions of the FPGA tick count, so the
-same world drives the real-time simulator and deterministic unit tests.
+same world drives the real-time simulator and deterministic unit tests. An axis
+moves in segments of constant velocity or, for the simulated motor's
+trapezoidal moves (:func:`trapezoid`, :func:`stopping`), constant acceleration.
 """
 
 from __future__ import annotations
@@ -14,15 +16,31 @@ TICKS_PER_SECOND = 125_000_000
 
 @dataclass(frozen=True)
 class Segment:
-    """Constant-velocity motion from tick ``t0`` (position ``p0``) to ``t1``."""
+    """Motion from tick ``t0`` (position ``p0``) to ``t1``: constant velocity, or
+    constant acceleration when ``acceleration`` is set.
+
+    An accelerating segment must not reverse within itself (the velocity keeps
+    one sign between ``t0`` and ``t1``) and must end (``t1`` finite): the
+    trapezoidal profiles below are built that way.
+    """
 
     t0: int
     p0: float
-    velocity: float  # units per tick
+    velocity: float  # units per tick, at t0
     t1: float  # math.inf for an open-ended move
+    acceleration: float = 0.0  # units per tick squared
 
     def position(self, ts: int) -> float:
-        return self.p0 + self.velocity * (min(ts, self.t1) - self.t0)
+        dt = min(ts, self.t1) - self.t0
+        if self.acceleration:
+            return self.p0 + dt * (self.velocity + 0.5 * self.acceleration * dt)
+        return self.p0 + self.velocity * dt
+
+    def velocity_at(self, ts: int) -> float:
+        """Velocity (units per tick) at tick ``ts``: zero once the segment ended."""
+        if ts >= self.t1:
+            return 0.0
+        return self.velocity + self.acceleration * (ts - self.t0)
 
 
 @dataclass
@@ -75,6 +93,20 @@ class Axis:
     def set_position(self, ts: int, position: float) -> None:
         self.set_motion(ts, [Segment(ts, position, 0.0, math.inf)])
 
+    def velocity(self, ts: int) -> float:
+        """Velocity at tick ``ts``, in units per tick."""
+        seg = self.segment_at(ts)
+        return 0.0 if seg is None else seg.velocity_at(ts)
+
+    def end_of_motion(self) -> int | None:
+        """The tick from which the axis rests; None while it moves for ever."""
+        if not self.segments:
+            return 0
+        last = self.segments[-1]
+        if last.velocity == 0 and not last.acceleration:
+            return last.t0
+        return None if math.isinf(last.t1) else math.ceil(last.t1)
+
 
 @dataclass
 class Encoder:
@@ -93,6 +125,8 @@ class Encoder:
     def next_change(self, ts: int) -> int | None:
         """The first tick after ``ts`` at which :meth:`count` differs, if any."""
         seg = self.axis.segment_at(ts)
+        if seg is not None and seg.acceleration and ts < seg.t1:
+            return self._next_change_accelerating(ts, seg)
         if seg is None or seg.velocity == 0 or ts >= seg.t1:
             nxt = [s.t0 for s in self.axis.segments if s.t0 > ts]
             return nxt[0] if nxt else None
@@ -103,16 +137,118 @@ class Encoder:
         target = (boundary - self.offset) / self.resolution
         rate = seg.velocity
         t = seg.t0 + (target - seg.p0) / rate
-        tick = max(ts + 1, math.ceil(t))
-        # Float rounding: step until the count really differs (at most a few).
-        for _ in range(4):
-            if tick > seg.t1:
-                break
-            if self.count(tick) != now:
-                return tick
-            tick += 1
+        found = self._first_differing(ts, now, math.ceil(t), seg.t1)
+        if found is not None:
+            return found
         later = [s.t0 for s in self.axis.segments if s.t0 > ts]
         return later[0] if later else None
+
+    def _first_differing(
+        self, ts: int, now: int, estimate: int, end: float
+    ) -> int | None:
+        """The first tick after ``ts`` whose count differs from ``now``, near
+        ``estimate`` (computed in floats, so possibly a tick or two off either
+        way), or None if there is none up to ``end``."""
+        tick = max(ts + 1, estimate)
+        # Float rounding: step until the count really differs (at most a few)...
+        for _ in range(4):
+            if tick > end:
+                return None
+            if self.count(tick) != now:
+                # ...and back while it already differed (a crossing that
+                # falls exactly on a tick can be estimated one tick late).
+                while tick - 1 > ts and self.count(tick - 1) != now:
+                    tick -= 1
+                return tick
+            tick += 1
+        return None
+
+    def _next_change_accelerating(self, ts: int, seg: Segment) -> int | None:
+        """:meth:`next_change` within a constant-acceleration segment."""
+        now = self.count(ts)
+        # Which way the segment goes (it never reverses within itself).
+        direction = 1.0 if seg.position(int(seg.t1)) >= seg.p0 else -1.0
+        boundary = now + 1 if direction > 0 else now
+        target = (boundary - self.offset - 1e-9) / self.resolution
+        # Solve p0 + v*dt + a*dt^2/2 = target for the first dt, in the form
+        # that does not cancel when the acceleration is tiny.
+        dist = target - seg.p0
+        disc = seg.velocity * seg.velocity + 2.0 * seg.acceleration * dist
+        later = [s.t0 for s in self.axis.segments if s.t0 > ts]
+        if disc < 0:
+            return later[0] if later else None
+        denominator = seg.velocity + direction * math.sqrt(disc)
+        dt = 0.0 if denominator == 0 else 2.0 * dist / denominator
+        found = self._first_differing(ts, now, math.ceil(seg.t0 + dt), seg.t1)
+        if found is not None:
+            return found
+        return later[0] if later else None
+
+
+# -- trapezoidal velocity profiles ------------------------------------------------
+
+
+def trapezoid(
+    t0: int, p0: float, target: float, speed: float, acceleration: float
+) -> list[Segment]:
+    """Segments of a move from rest at ``p0`` (tick ``t0``) to rest at ``target``.
+
+    The axis accelerates at ``acceleration`` (units/s², ``math.inf`` for an
+    instant start) to ``speed`` (units/s), cruises, and decelerates as hard;
+    a move too short to reach ``speed`` is a triangle. Every phase lasts a
+    whole number of ticks, so the speed and acceleration are adjusted (by
+    about a tick's worth) to land exactly on ``target`` at a whole tick. The
+    last segment rests at ``target`` for ever.
+    """
+    if speed <= 0:
+        raise ValueError("speed must be positive")
+    if acceleration <= 0:
+        raise ValueError("acceleration must be positive")
+    distance = abs(target - p0)
+    if distance == 0:
+        return [Segment(t0, target, 0.0, math.inf)]
+    sign = 1.0 if target > p0 else -1.0
+    if math.isinf(acceleration):
+        # Constant velocity, as Axis.move.
+        ticks = max(1, math.ceil(distance / speed * TICKS_PER_SECOND))
+        return [
+            Segment(t0, p0, sign * distance / ticks, t0 + ticks),
+            Segment(t0 + ticks, target, 0.0, math.inf),
+        ]
+    ramp_s = speed / acceleration  # seconds to reach speed
+    if distance >= speed * ramp_s:  # room to cruise
+        ramp = max(1, round(ramp_s * TICKS_PER_SECOND))
+        cruise = round((distance / speed - ramp_s) * TICKS_PER_SECOND)
+    else:  # triangle: half the distance accelerating, half decelerating
+        ramp = max(1, round(math.sqrt(distance / acceleration) * TICKS_PER_SECOND))
+        cruise = 0
+    # Accelerating and decelerating cover v*ramp between them, cruising v*cruise.
+    v = distance / (ramp + cruise)  # units per tick
+    a = v / ramp  # units per tick squared
+    p1 = p0 + sign * 0.5 * v * ramp
+    p2 = p1 + sign * v * cruise
+    t1, t2, t3 = t0 + ramp, t0 + ramp + cruise, t0 + 2 * ramp + cruise
+    segments = [Segment(t0, p0, 0.0, t1, sign * a)]
+    if cruise:
+        segments.append(Segment(t1, p1, sign * v, t2))
+    segments.append(Segment(t2, p2, sign * v, t3, -sign * a))
+    segments.append(Segment(t3, target, 0.0, math.inf))
+    return segments
+
+
+def stopping(axis: Axis, ts: int, acceleration: float) -> list[Segment]:
+    """Segments that bring ``axis`` to rest from its motion at tick ``ts``,
+    decelerating at ``acceleration`` (units/s², ``math.inf``: at once)."""
+    p, v = axis.position(ts), axis.velocity(ts)
+    if v == 0 or math.isinf(acceleration):
+        return [Segment(ts, p, 0.0, math.inf)]
+    a = acceleration / TICKS_PER_SECOND**2
+    ticks = max(1, round(abs(v) / a))
+    stop = p + 0.5 * v * ticks
+    return [
+        Segment(ts, p, v, ts + ticks, -v / ticks),
+        Segment(ts + ticks, stop, 0.0, math.inf),
+    ]
 
 
 @dataclass

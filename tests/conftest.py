@@ -15,31 +15,38 @@ from collections.abc import Iterator
 import pytest
 
 from sim_ioc.launcher import (
+    DevicePorts,
     EpicsPorts,
     SimulatedBeamline,
     client_env,
+    free_device_ports,
     free_epics_ports,
     ioc_venv_path,
     simulated_beamline,
 )
 
-#: Record prefix of the session's beamline (the PandA is ``TEST:PANDA:``).
+#: Record prefix of the session's beamline (the PandA is ``TEST:PANDA:``, the
+#: motor ``TEST:M1``, the detector ``TEST:DET:``).
 SESSION_PREFIX = "TEST"
 
 _session_ports: EpicsPorts | None = None
+_session_device_ports: DevicePorts | None = None
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Point this process's CA/PVA clients at the session's beamline, and only
     there (no broadcasts, loopback only), before anything can read them."""
-    global _session_ports
+    global _session_ports, _session_device_ports
     _session_ports = free_epics_ports()
-    os.environ.update(client_env(_session_ports))
+    _session_device_ports = free_device_ports(_session_ports)
+    os.environ.update(client_env(_session_ports, _session_device_ports))
 
 
 @pytest.fixture(scope="session")
 def beamline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatedBeamline]:
-    """The simulated PandA and the real PandABlocks-ioc, shared by the session.
+    """The simulated PandA and the real PandABlocks-ioc, with the simulated
+    motor and detector (``.motor_pv``, ``.detector_prefix``), shared by the
+    session.
 
     Skips when the IOC environment (``sim_ioc/.venv``) is missing; fails, with
     the IOC's log, when it is there but does not come up. The processes' logs
@@ -52,6 +59,7 @@ def beamline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatedBeam
     with simulated_beamline(
         SESSION_PREFIX,
         ports=_session_ports,
+        device_ports=_session_device_ports,
         log_dir=tmp_path_factory.mktemp("beamline"),
     ) as started:
         os.environ.update(started.env)  # adds PANDA_HOST and PANDA_PREFIX

@@ -180,6 +180,30 @@ class SimulatedPanda:
             if inst.startswith("INENC"):
                 self.engine.set_input(inst, "RESYNC", 1)
 
+    def watch_ttlout(
+        self, number: int, callback: Callable[[int, int], None]
+    ) -> Callable[[], None]:
+        """Call ``callback(tick, level)`` whenever the level TTLOUT<number>
+        drives changes: what a cable from that connector carries.
+
+        Follows the block's VAL input on the tick the block sees it, whatever
+        it is wired to (rewiring included). Runs inside :meth:`advance`, so it
+        must be quick and must not call back into the simulation. Returns a
+        function that stops watching.
+        """
+        block = f"TTLOUT{number}"
+        model = self.engine.blocks.get(block)
+        if model is None:
+            raise FieldError(f"No such block {block}")
+        level = [model.values.get("VAL", 0) & 1]
+
+        def on_input(ts: int, value: int) -> None:
+            if value & 1 != level[0]:
+                level[0] = value & 1
+                callback(ts, level[0])
+
+        return self.engine.listen_input(block, "VAL", on_input)
+
     # -- capture ----------------------------------------------------------------
 
     def subscribe(self, listener: CaptureListener) -> Callable[[], None]:

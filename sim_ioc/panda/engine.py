@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 
 from .models import Block, Bus
 
-_INPUT, _WAKE, _BIT, _POS = range(4)
+_INPUT, _WAKE, _BIT, _POS, _CALL = range(5)
 
 #: Called with (tick, bus index, value) when a watched bit changes.
 BitListener = Callable[[int, int, int], None]
+#: Called with (tick, value) when a watched block input is applied.
+InputListener = Callable[[int, int], None]
 
 
 @dataclass
@@ -56,6 +58,9 @@ class Engine:
         self._pos_consumers: dict[int, list[_Consumer]] = {}
         self._sources: dict[tuple[str, str], tuple[int, int]] = {}
         self._bit_listeners: dict[int, list[BitListener]] = {}
+        # World hooks (the simulated motor and detector): see "world hooks".
+        self._input_listeners: dict[tuple[str, str], list[InputListener]] = {}
+        self._calls: dict[int, Callable[[int], None]] = {}
 
     # -- scheduling -------------------------------------------------------------
 
@@ -111,6 +116,30 @@ class Engine:
         """Call ``listener`` whenever bit bus entry ``index`` changes."""
         self._bit_listeners.setdefault(index, []).append(listener)
 
+    # -- world hooks --------------------------------------------------------------
+    # For things outside the PandA that share its clock: a detector watching a
+    # TTL output, a timer that must run in tick order with the blocks.
+
+    def listen_input(
+        self, block: str, name: str, listener: InputListener
+    ) -> Callable[[], None]:
+        """Call ``listener(tick, value)`` whenever input ``block.name`` is
+        applied (on the tick the block sees it, after wiring and DELAY, from
+        whichever source it is wired to at the time); returns unsubscribe.
+
+        Called for every write, including ones that leave the value unchanged.
+        """
+        listeners = self._input_listeners.setdefault((block, name), [])
+        listeners.append(listener)
+        return lambda: listeners.remove(listener)
+
+    def call_at(self, ts: int, callback: Callable[[int], None]) -> None:
+        """Call ``callback(tick)`` when the simulation reaches tick ``ts``
+        (not before the next tick), in order with the blocks' events."""
+        self._seq += 1
+        self._calls[self._seq] = callback
+        self._push(max(ts, self.now + 1), _CALL, "", str(self._seq), 0)
+
     # -- running ----------------------------------------------------------------
 
     def advance(self, until: int, max_events: int | None = None) -> bool:
@@ -133,13 +162,19 @@ class Engine:
                 handled += 1
                 if kind == _INPUT:
                     batch.setdefault(target, {})[name] = value
+                    if self._input_listeners:
+                        for hook in self._input_listeners.get((target, name), ()):
+                            hook(ts, value)
                 elif kind == _WAKE:
                     if self._wake.get(target) == ts:
                         batch.setdefault(target, {})
                 elif kind == _BIT:
                     self._write_bit(ts, int(name), value, batch)
-                else:
+                elif kind == _POS:
                     self._write_pos(int(name), value, batch)
+                else:
+                    self.now = ts  # so a callback scheduling more sees the tick
+                    self._calls.pop(int(name))(ts)
             self.now = ts
             for block_name, changes in batch.items():
                 self._call(ts, block_name, changes)

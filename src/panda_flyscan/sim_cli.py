@@ -28,7 +28,8 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
     "--prefix",
     default="SIM",
     show_default=True,
-    help="Record prefix: the PandA's PVs are PREFIX:PANDA:...",
+    help="Record prefix: PREFIX:PANDA:... (PandA), PREFIX:M1 (motor), "
+    "PREFIX:DET:cam1:/HDF1: (detector).",
 )
 @click.option(
     "--env-file",
@@ -37,17 +38,24 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 )
 @click.pass_context
 def sim(ctx: click.Context, prefix: str, env_file: Path | None) -> None:
-    """Serve a simulated PandA through the real PandABlocks-ioc.
+    """Serve the simulated beamline: PandA, motor and area detector.
 
-    Starts the simulator on a free loopback address (127.0.0.N) and
-    PandABlocks-ioc (from sim_ioc/.venv) on free CA/PVA ports, waits until the
-    IOC answers, then prints the environment a client needs, for example:
+    Starts the simulator on a free loopback address (127.0.0.N): the PandA,
+    plus a motor record (PREFIX:M1, driving the PandA's INENC1) and an area
+    detector (PREFIX:DET:, triggered by TTLOUT1) served over Channel Access on
+    a port of their own, all sharing one simulated world and clock. Then the
+    real PandABlocks-ioc (from sim_ioc/.venv) on free CA/PVA ports. Waits until
+    everything answers, then prints the environment a client needs
+    (EPICS_CA_ADDR_LIST reaches both CA servers), for example:
 
     \b
       panda-flyscan sim --env-file sim.env
       set -a; . ./sim.env; set +a               # then, in another shell
       python -m p4p.client.cli get "${PANDA_PREFIX}PVI"
-      caproto-get "${PANDA_PREFIX}PCAP:ACTIVE"
+      caproto-get "${PANDA_PREFIX}PCAP:ACTIVE" "${MOTOR_PV}.RBV"
+      caproto-get "${DETECTOR_PREFIX}cam1:DetectorState_RBV"
+
+    See docs/simulated-beamline.md for the motor's and detector's PVs.
 
     Runs in the foreground until Ctrl-C or SIGTERM, then stops everything it
     started. Logs go to a temporary directory, printed at start.

@@ -1,0 +1,162 @@
+"""``python -m sim_ioc --host 127.0.0.2 --prefix SIM``: the simulated beamline's
+devices in one process, sharing one world and one clock.
+
+* the simulated PandA on ``HOST`` (control port 8888, data port 8889), for the
+  real PandABlocks-ioc the launcher starts beside it;
+* the motor record ``PREFIX:M1``, driving the PandA's INENC1 axis;
+* the area detector ``PREFIX:DET:`` (``cam1:``, ``HDF1:``), triggered by the
+  PandA's TTLOUT1 and imaging a sample on the motor.
+
+The motor and detector are served over Channel Access by caproto, on the
+interface and port of ``EPICS_CAS_INTF_ADDR_LIST`` and ``EPICS_CAS_SERVER_PORT``
+(the launcher sets them; beacons per ``EPICS_CAS_BEACON_*``). Everything runs in
+one asyncio loop, so the devices see the PandA's ticks and its world exactly.
+Prints ``READY`` once the PandA's ports and the CA server listen; stops cleanly
+on SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+
+from caproto.asyncio.server import Context
+
+from .ca import PutRefused
+from .detector import DetectorConfig, SimAreaDetector
+from .motor import MotorConfig, SimMotor
+from .panda.device import SimulatedPanda
+from .panda.server import PandaServer
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sim_ioc", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="the PandA's address")
+    parser.add_argument("--prefix", default="SIM", help="record prefix")
+    parser.add_argument("--control-port", type=int, default=8888)
+    parser.add_argument("--data-port", type=int, default=8889)
+    motor = MotorConfig()
+    parser.add_argument(
+        "--motor-axis",
+        default=motor.axis,
+        help="the PandA INENC the motor's encoder is wired to (default %(default)s)",
+    )
+    parser.add_argument(
+        "--encoder-resolution",
+        type=float,
+        default=motor.resolution,
+        help="encoder counts per motor unit (default %(default)s: 1 count/um)",
+    )
+    parser.add_argument(
+        "--encoder-offset",
+        type=float,
+        default=motor.offset,
+        help="encoder counts at dial position 0 (default %(default)s)",
+    )
+    detector = DetectorConfig()
+    parser.add_argument(
+        "--detector-ttlout",
+        type=int,
+        default=detector.ttlout,
+        help="the PandA TTLOUT cabled to the detector's trigger (default %(default)s)",
+    )
+    parser.add_argument(
+        "--readout-time",
+        type=float,
+        default=detector.readout_time,
+        help="detector dead time after each exposure, s (default %(default)s)",
+    )
+    parser.add_argument("--log-level", default="WARNING")
+    return parser
+
+
+async def serve(args: argparse.Namespace) -> None:
+    """Run until cancelled; prints READY once everything listens."""
+    server = PandaServer(SimulatedPanda(), args.host, args.control_port, args.data_port)
+    await server.start()
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        motor = SimMotor(
+            server,
+            f"{args.prefix}:M1",
+            MotorConfig(
+                axis=args.motor_axis,
+                resolution=args.encoder_resolution,
+                offset=args.encoder_offset,
+            ),
+        )
+        pvdb = dict(motor.pvs)
+        detector = SimAreaDetector(
+            server,
+            f"{args.prefix}:DET:",
+            motor.user_position,
+            DetectorConfig(ttlout=args.detector_ttlout, readout_time=args.readout_time),
+            local_pv=pvdb.get,
+        )
+        pvdb.update(detector.pvs)
+        interfaces = os.environ.get("EPICS_CAS_INTF_ADDR_LIST", "127.0.0.1").split()
+        listening = asyncio.Event()
+
+        async def on_startup(async_lib: object) -> None:
+            listening.set()
+
+        ca_server = asyncio.create_task(
+            Context(pvdb, interfaces).run(startup_hook=on_startup)
+        )
+        tasks = [ca_server, asyncio.create_task(motor.run())]
+        tasks.append(asyncio.create_task(detector.run()))
+        started = asyncio.create_task(listening.wait())
+        await asyncio.wait([started, ca_server], return_when=asyncio.FIRST_COMPLETED)
+        if not listening.is_set():
+            started.cancel()
+            await ca_server  # raises why it could not start
+            raise RuntimeError("the CA server stopped during start-up")
+        print("READY", flush=True)
+        # Until cancelled, or until one of them fails (then say why).
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await server.stop()
+
+
+class _RefusalsWithoutTraceback(logging.Filter):
+    """caproto logs every refused put with a traceback; a refusal is ours, on
+    purpose, and already logged saying why: keep one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], PutRefused):
+            record.msg = f"refused put: {record.exc_info[1]}"
+            record.args = ()
+            record.exc_info = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def main() -> None:
+    args = _parser().parse_args()
+    logging.basicConfig(level=args.log_level.upper())
+    logging.getLogger("caproto.circ").addFilter(_RefusalsWithoutTraceback())
+
+    async def run() -> None:
+        task = asyncio.ensure_future(serve(args))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()
