@@ -175,9 +175,10 @@ class SimulatedPanda:
     # -- world ------------------------------------------------------------------
 
     def resync_encoders(self) -> None:
-        """Tell the INENC blocks the world's motion was replanned."""
-        for inst in self.engine.blocks:
-            if inst.startswith("INENC"):
+        """Tell the blocks that follow an axis (INENC, FMC_IN signals of an
+        axis) that the world's motion was replanned."""
+        for inst, model in self.engine.blocks.items():
+            if "RESYNC" in model.INPUTS:
                 self.engine.set_input(inst, "RESYNC", 1)
 
     def watch_ttlout(
