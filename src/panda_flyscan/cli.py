@@ -26,9 +26,11 @@ def main() -> None:
 
 
 def _add_subcommands() -> None:
+    from .demo_cli import demo
     from .sim_cli import sim
     from .storage.cli import tiled
 
+    main.add_command(demo)
     main.add_command(sim)
     main.add_command(tiled)
 

@@ -1,24 +1,33 @@
-"""``panda-flyscan demo``: a SEQ-triggered PandA acquisition on the simulated beamline.
+"""``panda-flyscan demo``: a flyscan on the simulated beamline, into Tiled.
 
-Starts the simulated PandA and the real PandABlocks-ioc, connects ophyd-async's
-``HDFPanda``, captures ``frames`` SEQ-timed triggers (TS_TRIG and a COUNTER)
-into HDF5 through the IOC, and prints a summary read back from the file.
+Starts the simulated PandA and the real PandABlocks-ioc (or attaches to a
+running one), starts the bundled Tiled service, runs one of the flyscan plans
+with a RunEngine writing into Tiled, and prints where the data is and a short
+summary read back from Tiled.
+
+:func:`capture_seq_triggered` and :func:`read_datasets` are the lower-level
+helpers the IOC tests use (ophyd-async's HDFPanda driven directly, no plan).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 
-#: SEQ prescale: table times are in microseconds.
+#: SEQ prescale of :func:`capture_seq_triggered`: table times in microseconds.
 PRESCALE_US = 1.0
+#: The plans the demo can run.
+DEMO_PLANS = ("time", "position", "async")
 
 
 @dataclass(frozen=True)
@@ -114,15 +123,18 @@ async def capture_seq_triggered(
 
 
 def read_datasets(path: Path, *names: str, timeout: float = 10.0) -> list[np.ndarray]:
-    """Read whole 1-D datasets from an HDF5 file the PandA IOC wrote.
+    """Read whole 1-D datasets from an HDF5 file the PandA IOC wrote and closed.
 
-    The IOC closes the file on its own thread after capture stops, and HDF5
-    refuses an open that races the close, so retry until ``timeout``.
+    The IOC closes the file on its own thread just after capture stops (no PV
+    says when). Until then HDF5's lock refuses a plain open (an SWMR open
+    would succeed, and a plain open right after it could still race the
+    close), so retry a plain open until ``timeout``: on return the file is
+    closed.
     """
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with h5py.File(path, "r", swmr=True) as f:
+            with h5py.File(path, "r") as f:
                 out = []
                 for name in names:
                     dataset = f[name]
@@ -136,27 +148,185 @@ def read_datasets(path: Path, *names: str, timeout: float = 10.0) -> list[np.nda
             time.sleep(0.05)
 
 
-def run_demo(frames: int = 1000, period_us: int = 1000, prefix: str = "DEMO") -> None:
-    """Start the simulated beamline, capture, print a summary, stop everything."""
+# -- the demo -------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _beamline(prefix: str, attach: bool) -> Iterator[tuple[str, str]]:
+    """The PandA's (prefix, host): a new simulated beamline, or the running one
+    the environment describes."""
+    if attach:
+        missing = [v for v in ("PANDA_PREFIX", "PANDA_HOST") if not os.environ.get(v)]
+        if missing:
+            raise RuntimeError(
+                f"--attach needs {', '.join(missing)} (and the EPICS_* variables) "
+                "in the environment: `panda-flyscan sim --env-file sim.env`, then "
+                "`set -a; . ./sim.env; set +a`"
+            )
+        print(f"Attached to the simulated PandA at {os.environ['PANDA_HOST']}")
+        yield os.environ["PANDA_PREFIX"], os.environ["PANDA_HOST"]
+        return
     from sim_ioc.launcher import simulated_beamline
 
+    print("Starting the simulated PandA and the real PandABlocks-ioc...", flush=True)
     with simulated_beamline(prefix=prefix) as beamline:
+        # CA/PVA clients read their settings once, at first use: set them now.
         os.environ.update(beamline.env)
         print(f"Simulated PandA at {beamline.panda_host}")
         print(f"IOC serving it as {beamline.panda_prefix}")
-        directory = Path(tempfile.mkdtemp(prefix="panda-flyscan-demo-"))
-        result = asyncio.run(
-            capture_seq_triggered(
-                beamline.panda_prefix, directory, frames, period_us, period_us // 2
+        yield beamline.panda_prefix, beamline.panda_host
+
+
+def _demo_plan(kind: str, bl: Any, frames: int, period: float, exposure: float | None):
+    from .plans import async_scan, position_scan, time_scan
+
+    md = {"purpose": "panda-flyscan demo"}
+    if kind == "time":
+        return time_scan(bl.panda, frames, period, exposure, md=md)
+    x = bl.motor("x")
+    # 1 um counts: frames points 10 um apart, flown in frames*period seconds.
+    stop = (frames - 1) * 0.01
+    if kind == "position":
+        return position_scan(
+            bl.panda,
+            x,
+            0.0,
+            stop,
+            frames,
+            velocity=0.01 / period,
+            exposure=exposure,
+            md=md,
+        )
+    return async_scan(
+        bl.panda,
+        motor=x,
+        start=0.0,
+        stop=stop,
+        velocity=0.01 / period,
+        sample_period=period,
+        md=md,
+    )
+
+
+def run_demo(
+    frames: int = 1000,
+    period: float = 1e-3,
+    exposure: float | None = None,
+    *,
+    plan: str = "time",
+    prefix: str = "DEMO",
+    data_dir: Path | str | None = None,
+    attach: bool = False,
+    progress: bool = True,
+) -> str:
+    """Run a flyscan on the simulated beamline into Tiled; print a summary.
+
+    ``plan`` is ``time`` (``frames`` frames every ``period`` s), ``position``
+    (``frames`` points 10 um apart, flown at 10 um per ``period``) or
+    ``async`` (the same motion, the PandA sampling every ``period``). Data
+    (HDF5 files and the Tiled catalog) go to ``data_dir`` (default: a new
+    temporary directory), which is kept. Returns the run uid.
+    """
+    from bluesky import RunEngine
+    from bluesky.run_engine import call_in_bluesky_event_loop
+
+    from .devices import simulated_beamline_devices
+    from .plans import install_progress_bar, seq_timing
+    from .storage import (
+        TiledService,
+        external_assets,
+        read_stream,
+        subscribe_tiled_writer,
+    )
+
+    if plan not in DEMO_PLANS:
+        raise ValueError(f"plan must be one of {', '.join(DEMO_PLANS)}, got {plan!r}")
+    # Refuse impossible timing before starting anything (the plans check again).
+    seq_timing(frames, period, exposure if plan != "async" else None)
+    base = (
+        Path(data_dir)
+        if data_dir
+        else Path(tempfile.mkdtemp(prefix="panda-flyscan-demo-"))
+    )
+    panda_dir = (base / "panda").resolve()
+    panda_dir.mkdir(parents=True, exist_ok=True)
+    with (
+        _beamline(prefix, attach) as (panda_prefix, panda_host),
+        TiledService(base / "tiled", readable=[panda_dir]) as tiled,
+    ):
+        print(f"Tiled serving at {tiled.uri} (API key {tiled.api_key!r})")
+        RE = RunEngine({})
+        if progress:
+            install_progress_bar(RE)
+        writer = subscribe_tiled_writer(
+            RE,
+            tiled.uri,
+            tiled.api_key,
+            external_dirs=[panda_dir],
+            journal_dir=base / "journal",
+        )
+        bl = None
+        try:
+            bl = simulated_beamline_devices(
+                panda_dir, panda_prefix=panda_prefix, panda_host=panda_host
             )
-        )
-    spacing = np.diff(result.ts_trig)
-    print(f"Wrote {result.path}")
-    print(f"  frames captured : {len(result.ts_trig)} (asked for {frames})")
-    print(f"  TS_TRIG first   : {result.ts_trig[0]:.9f} s")
-    if len(spacing):
+            started = time.monotonic()
+            (uid,) = RE(_demo_plan(plan, bl, frames, period, exposure))  # type: ignore[misc]
+            wall = time.monotonic() - started
+        finally:
+            if writer.token is not None:
+                RE.unsubscribe(writer.token)
+            writer.close()
+            if bl is not None:
+                # Close the axis's control-port connection before the simulator goes.
+                with contextlib.suppress(Exception):
+                    call_in_bluesky_event_loop(bl.motor("x").close(), timeout=5)
+            RE.loop.call_soon_threadsafe(RE.loop.stop)
+        client = tiled.client()
+        run = client[uid]
+        data = read_stream(client, uid, "primary")
+        [asset] = external_assets(client, uid, "primary", "trigger_time")
+        start = run.metadata["start"]
+        stop = run.metadata["stop"]
+        _print_summary(plan, uid, data, asset.path, start, stop, wall, tiled.uri)
+    print(f"Data kept in {base}; serve it again with:")
+    print(f"  panda-flyscan tiled serve --data-dir {base / 'tiled'} \\")
+    print(f"      --readable {panda_dir}")
+    return uid
+
+
+def _print_summary(
+    plan: str,
+    uid: str,
+    data: Any,
+    path: Path,
+    start: Any,
+    stop: Any,
+    wall: float,
+    uri: str,
+) -> None:
+    t = np.asarray(data["trigger_time"])
+    x = np.asarray(data["x"])
+    print()
+    print(f"Run {uid} ({start['plan_name']}, exit status {stop['exit_status']})")
+    print(f"  in Tiled   : {uri.removesuffix('/api/v1')}/api/v1/metadata/{uid}")
+    print(f"  HDF5 file  : {path}")
+    print(
+        f"  read back  : {len(t)} rows of {', '.join(sorted(map(str, data.data_vars)))}"
+    )
+    if len(t) > 1:
+        spacing = np.diff(t)
         print(
-            f"  TS_TRIG spacing : {spacing.mean() * 1e6:.3f} us mean, "
-            f"{np.ptp(spacing) * 1e9:.1f} ns peak-to-peak (programmed {period_us} us)"
+            f"  trigger_time spacing: {spacing.mean() * 1e6:.3f} us mean, "
+            f"{np.ptp(spacing) * 1e9:.1f} ns peak-to-peak"
         )
-    print(f"  COUNTER1.OUT    : {result.counter[0]:g} .. {result.counter[-1]:g}")
+    print(f"  x (mm)     : {x.min():.3f} .. {x.max():.3f}")
+    planned = start.get("num_points", len(t)) * start["plan_args"].get(
+        "period", start["plan_args"].get("sample_period", 0) or 0
+    )
+    ratio = f" ({wall / planned:.2f} x the acquisition time)" if planned else ""
+    print(f"  wall time  : {wall:.2f} s{ratio}")
+    print("Read it in Python:")
+    print("  from tiled.client import from_uri")
+    print(f"  client = from_uri({uri.removesuffix('/api/v1')!r}, api_key=...)")
+    print(f"  client[{uid!r}]['primary'].read()")

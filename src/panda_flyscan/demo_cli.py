@@ -1,0 +1,85 @@
+"""``panda-flyscan demo``: the command line of :func:`panda_flyscan.demo.run_demo`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option(
+    "--plan",
+    type=click.Choice(["time", "position", "async"]),
+    default="time",
+    show_default=True,
+    help="time: FRAMES frames every PERIOD; position: FRAMES points 10 um apart, "
+    "flown at 10 um per PERIOD; async: that motion, positions sampled every PERIOD.",
+)
+@click.option("--frames", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option(
+    "--period",
+    type=float,
+    default=1e-3,
+    show_default=True,
+    help="Seconds per frame (or per point, or per position sample).",
+)
+@click.option(
+    "--exposure",
+    type=float,
+    default=None,
+    help="Live time per frame in seconds [default: half the period].",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the HDF5 files and the Tiled catalog go [default: a new "
+    "temporary directory]; kept afterwards.",
+)
+@click.option(
+    "--prefix",
+    default="DEMO",
+    show_default=True,
+    help="Record prefix of the simulated beamline started for the demo.",
+)
+@click.option(
+    "--attach",
+    is_flag=True,
+    help="Use the simulated beamline the environment describes (PANDA_PREFIX, "
+    "PANDA_HOST, EPICS_*, e.g. from `panda-flyscan sim --env-file`) instead of "
+    "starting one.",
+)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def demo(
+    plan: str,
+    frames: int,
+    period: float,
+    exposure: float | None,
+    data_dir: Path | None,
+    prefix: str,
+    attach: bool,
+    no_progress: bool,
+) -> None:
+    """Run a flyscan on the simulated beamline into the bundled Tiled.
+
+    Starts the simulated PandA and the real PandABlocks-ioc, and a local Tiled
+    service; runs the plan with a RunEngine writing into Tiled; prints where
+    the data is and a summary read back from Tiled; stops what it started.
+    """
+    from .demo import run_demo
+    from .plans import PlanArgumentError
+
+    try:
+        run_demo(
+            frames,
+            period,
+            exposure,
+            plan=plan,
+            prefix=prefix,
+            data_dir=data_dir,
+            attach=attach,
+            progress=not no_progress,
+        )
+    except PlanArgumentError as err:
+        raise click.UsageError(str(err)) from err
