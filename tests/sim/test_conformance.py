@@ -46,7 +46,8 @@ def _cases() -> list[object]:
 
 @pytest.mark.parametrize(("vectors", "scenario"), _cases())
 def test_timing_vector(vectors, scenario) -> None:  # type: ignore[no-untyped-def]
-    result = run_scenario(vectors, scenario)
+    # DMA table memory (<address>.txt), where shared/ carries it beside the vectors.
+    result = run_scenario(vectors, scenario, tables=VECTORS)
     if result.outcome is Outcome.SKIPPED:
         assert vectors.block not in MODELS or "no model" not in result.detail
         if vectors.block in CLAIMED and vectors.block not in MODELS:
