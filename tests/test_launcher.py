@@ -104,6 +104,10 @@ def test_a_child_ignoring_sigterm_is_killed_with_its_group(tmp_path: Path) -> No
         process.stop(timeout=0.5)
         assert time.monotonic() - started < 10
         assert process.exit_code() == -signal.SIGKILL
+        # SIGKILL is delivered asynchronously: give the grandchild a moment.
+        deadline = time.monotonic() + 5
+        while _alive(grandchild) and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert not _alive(grandchild)
         os.waitpid(grandchild, 0)
     finally:
