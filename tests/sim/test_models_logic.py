@@ -18,6 +18,7 @@ from sim_ioc.panda.models import Block
 from sim_ioc.panda.models.calc import Calc
 from sim_ioc.panda.models.clock import Clock
 from sim_ioc.panda.models.div import Div
+from sim_ioc.panda.models.dma import MORE_FLAG
 from sim_ioc.panda.models.filter import (
     ACCUMULATOR_OVERFLOW,
     DIVIDE_TICKS,
@@ -42,7 +43,6 @@ from sim_ioc.panda.models.misc import (
 )
 from sim_ioc.panda.models.pgen import (
     DMA_UNDERRUN,
-    MORE_FLAG,
     RUNNING,
     TABLE_OVERRUN,
     UNREADY,

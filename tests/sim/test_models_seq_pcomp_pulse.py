@@ -10,11 +10,11 @@ from collections.abc import Iterable, Mapping
 
 from sim_ioc.panda.models import Block
 from sim_ioc.panda.models.base import to_int32
+from sim_ioc.panda.models.dma import MORE_FLAG
 from sim_ioc.panda.models.pcomp import Pcomp
 from sim_ioc.panda.models.pulse import Pulse
 from sim_ioc.panda.models.seq import (
     DMA_UNDERRUN,
-    MORE_FLAG,
     PHASE1,
     PHASE2,
     TABLE_OVERRUN,

@@ -55,24 +55,15 @@ from typing import NamedTuple
 
 from . import register
 from .base import Block, Bus, TableMemory, to_int32
+from .dma import FIXED, DmaBuffers
 
 # STATE values.
 UNREADY, WAIT_ENABLE, RUNNING = range(3)
 # HEALTH values.
 OK, DMA_UNDERRUN, TABLE_OVERRUN = range(3)
 
-#: TABLE_LENGTH bit saying another buffer will follow.
-MORE_FLAG = 1 << 31
-#: TABLE_LENGTH bits holding the length in words.
-LENGTH_MASK = (1 << 21) - 1
-#: Ticks from the tick after a TABLE_LENGTH write to the arrival of the first
-#: word; a word is usable on the tick after it arrives.
-DMA_LATENCY = 6
 #: Consumed words of a streamed table are forgotten in batches this big.
 _TRIM = 4096
-
-# Kinds of table loaded.
-_NONE, _FIXED, _STREAMED = range(3)
 
 
 class Word(NamedTuple):
@@ -103,17 +94,7 @@ class Pgen(Block):
         super().__init__(bus, memory)
         self._words: list[Word] = []
         self._next = 0
-        self._kind = _NONE
-        #: The last buffer accepted announced another one.
-        self._more = False
-        #: Words in the fixed table, for its last-word test.
-        self._length = 0
-        #: Tick from which the DMA is free to start the next buffer.
-        self._dma_free = 0
-        #: Tick of the last TABLE_LENGTH = 0.
-        self._cleared_at: int | None = None
-        #: Tick on which a refused TABLE_LENGTH write raises its error.
-        self._overrun_at: int | None = None
+        self._dma = DmaBuffers()
         #: Position in the table (from 1) and pass number of a fixed table.
         self._line = 0
         self._repeat = 0
@@ -135,9 +116,9 @@ class Pgen(Block):
         rising, falling = enable and not was, was and not enable
         # ACTIVE as it stood before this tick gates the trigger.
         trig = "TRIG" in previous and v["TRIG"] & 1 and v["ACTIVE"]
-        overrun = self._overrun_at is not None and self._overrun_at <= ts
+        overrun = self._dma.overrun_at is not None and self._dma.overrun_at <= ts
         if overrun:
-            self._overrun_at = None
+            self._dma.overrun_at = None
         underrun = bool(trig) and not self._word_valid(ts)
         state = v["STATE"]
 
@@ -151,13 +132,13 @@ class Pgen(Block):
         elif state == WAIT_ENABLE:
             if not self._word_valid(ts):
                 # The firmware takes a tick to notice a discarded table.
-                if self._cleared_at is None or ts != self._cleared_at + 1:
+                if self._dma.cleared_at is None or ts != self._dma.cleared_at + 1:
                     self.set_output("STATE", UNREADY)
             elif rising:
                 self.set_output("STATE", RUNNING)
                 self.set_output("ACTIVE", 1)
                 self._line = self._repeat = 1
-                if self._kind == _FIXED:
+                if self._dma.kind == FIXED:
                     self._next = 0
         elif state == RUNNING and trig:
             self._output(ts)
@@ -170,14 +151,14 @@ class Pgen(Block):
 
     def _next_wake(self, ts: int) -> int | None:
         wakes: list[int] = []
-        if self._overrun_at is not None:
-            wakes.append(self._overrun_at)
+        if self._dma.overrun_at is not None:
+            wakes.append(self._dma.overrun_at)
         state = self.values["STATE"]
         if state == UNREADY:
             if self._next < len(self._words):
                 wakes.append(max(self._words[self._next].ready, ts + 1))
         elif state == WAIT_ENABLE and not self._word_valid(ts + 1):
-            cleared = self._cleared_at
+            cleared = self._dma.cleared_at
             wakes.append(ts + 1 if cleared is None else max(ts + 1, cleared + 2))
         return min(wakes) if wakes else None
 
@@ -192,16 +173,16 @@ class Pgen(Block):
         word = self._words[self._next]
         self.set_output("OUT", to_int32(word.value))
         self._next += 1
-        fixed = self._kind == _FIXED
+        fixed = self._dma.kind == FIXED
         if fixed:
             # The ring wraps at the table's end, or early at the last word
             # loaded so far.
-            if self._next >= self._length or not self._word_valid(ts):
+            if self._next >= self._dma.length or not self._word_valid(ts):
                 self._next = 0
         elif self._next >= _TRIM:
             del self._words[: self._next]
             self._next = 0
-        last_line = (fixed and self._line == self._length) or word.last
+        last_line = (fixed and self._line == self._dma.length) or word.last
         repeats = self.values["REPEATS"] & 0xFFFFFFFF
         if last_line and (not fixed or (repeats != 0 and self._repeat == repeats)):
             self.set_output("ACTIVE", 0)
@@ -217,7 +198,7 @@ class Pgen(Block):
         self.set_output("ACTIVE", 0)
         if self.values["STATE"] != RUNNING:
             return
-        if self._kind == _FIXED and not error:
+        if self._dma.kind == FIXED and not error:
             # Ready to replay the table from its first word.
             self.set_output("STATE", WAIT_ENABLE)
             self._next = 0
@@ -225,42 +206,25 @@ class Pgen(Block):
             # The DMA is aborted: the table is gone until TABLE_LENGTH = 0.
             self.set_output("STATE", UNREADY)
             self._discard(ts)
-            self._more = False
+            self._dma.more = False
 
     # -- table loading ----------------------------------------------------------
 
     def _discard(self, ts: int) -> None:
         self._words = []
         self._next = 0
-        self._dma_free = ts + 1
+        self._dma.discard(ts)
 
     def _write_length(self, ts: int) -> None:
-        length = self.values["TABLE_LENGTH"] & 0xFFFFFFFF
-        if length == 0:
-            self._discard(ts)
-            self._kind = _NONE
-            self._more = False
-            self._cleared_at = ts
-            return
-        more = bool(length & MORE_FLAG)
-        if self._kind == _NONE:
-            self._kind = _STREAMED if more else _FIXED
-            self._length = length & LENGTH_MASK
-        elif not (self._kind == _STREAMED and self._more):
-            self._overrun_at = ts + 1
-            return
-        self._more = more
-        self._receive(
-            ts, length & LENGTH_MASK, last=self._kind == _STREAMED and not more
+        v = self.values
+        buffer = self._dma.write_length(
+            ts, v["TABLE_LENGTH"], v["TABLE_ADDRESS"], self.memory
         )
-
-    def _receive(self, ts: int, length: int, last: bool) -> None:
-        """Schedule the DMA of one buffer: a word per tick after the latency."""
-        words: list[int] = []
-        if self.memory is not None and length:
-            words = list(self.memory(self.values["TABLE_ADDRESS"] & 0xFFFFFFFF, length))
-        first = max(ts + 1, self._dma_free) + DMA_LATENCY
-        final = len(words) - 1
-        for i, value in enumerate(words):
-            self._words.append(Word(value, first + i + 1, last and i == final))
-        self._dma_free = first + len(words)
+        if buffer is None:
+            if v["TABLE_LENGTH"] & 0xFFFFFFFF == 0:
+                self._discard(ts)
+            return
+        final = len(buffer.words) - 1
+        for i, value in enumerate(buffer.words):
+            last = buffer.last and i == final
+            self._words.append(Word(value, buffer.first + i + 1, last))

@@ -78,23 +78,15 @@ from typing import NamedTuple
 
 from . import register
 from .base import Block, Bus, TableMemory, to_int32
+from .dma import FIXED, STREAMED, DmaBuffers
 
 # STATE values.
 UNREADY, WAIT_ENABLE, WAIT_TRIGGER, PHASE1, PHASE2 = range(5)
 # HEALTH values.
 OK, DMA_UNDERRUN, TABLE_OVERRUN = range(3)
 
-#: TABLE_LENGTH bit saying another buffer will follow.
-MORE_FLAG = 1 << 31
-#: TABLE_LENGTH bits holding the length in words.
-LENGTH_MASK = (1 << 21) - 1
-#: Ticks from a TABLE_LENGTH write to the arrival of the first word.
-DMA_LATENCY = 6
 #: Consumed lines of a streamed table are forgotten in batches this big.
 _TRIM = 1024
-
-# Kinds of table loaded.
-_NONE, _FIXED, _STREAMED = range(3)
 
 _OUTS = ("OUTA", "OUTB", "OUTC", "OUTD", "OUTE", "OUTF")
 _BITS = ("BITA", "BITB", "BITC")
@@ -173,17 +165,7 @@ class Seq(Block):
         self._next = 0
         #: Words of a line split across two buffers.
         self._partial: list[int] = []
-        self._kind = _NONE
-        #: The last buffer accepted announced another one.
-        self._more = False
-        #: Lines in the fixed table (TABLE_LENGTH / 4), for the last-line test.
-        self._frames = 0
-        #: Tick from which the DMA is free to start the next buffer.
-        self._dma_free = 0
-        #: Tick of the last TABLE_LENGTH = 0.
-        self._cleared_at: int | None = None
-        #: Tick on which a refused TABLE_LENGTH write raises its error.
-        self._overrun_at: int | None = None
+        self._dma = DmaBuffers()
         self._line: Line | None = None
         self._phase_end = 0
         self._wake: int | None = None
@@ -199,7 +181,7 @@ class Seq(Block):
     @property
     def accepts_more(self) -> bool:
         """Whether a further streamed buffer would be accepted now."""
-        return self._kind == _STREAMED and self._more
+        return self._dma.accepts_more
 
     # -- one tick ---------------------------------------------------------------
 
@@ -209,9 +191,9 @@ class Seq(Block):
         enable = v["ENABLE"] & 1
         was = previous["ENABLE"] & 1 if "ENABLE" in previous else enable
         error = OK
-        if self._overrun_at is not None and self._overrun_at <= ts:
+        if self._dma.overrun_at is not None and self._dma.overrun_at <= ts:
             error = TABLE_OVERRUN
-            self._overrun_at = None
+            self._dma.overrun_at = None
         state = v["STATE"]
 
         if (was and not enable) or error:
@@ -225,7 +207,7 @@ class Seq(Block):
                 self.set_output("HEALTH", OK)
             if not self._frame_valid(ts):
                 # The firmware takes a tick to notice a table reset.
-                if self._cleared_at is None or ts != self._cleared_at + 1:
+                if self._dma.cleared_at is None or ts != self._dma.cleared_at + 1:
                     self.set_output("STATE", UNREADY)
             elif rising:
                 self.set_output("ACTIVE", 1)
@@ -250,8 +232,8 @@ class Seq(Block):
 
     def _next_wake(self, ts: int) -> int | None:
         wakes: list[int] = []
-        if self._overrun_at is not None:
-            wakes.append(self._overrun_at)
+        if self._dma.overrun_at is not None:
+            wakes.append(self._dma.overrun_at)
         state = self.values["STATE"]
         if state in (PHASE1, PHASE2):
             wakes.append(self._phase_end)
@@ -259,7 +241,7 @@ class Seq(Block):
             if self._next < len(self._lines):
                 wakes.append(max(self._lines[self._next].ready, ts + 1))
         elif state == WAIT_ENABLE and not self._frame_valid(ts + 1):
-            cleared = self._cleared_at
+            cleared = self._dma.cleared_at
             wakes.append(ts + 1 if cleared is None else max(ts + 1, cleared + 2))
         return min(wakes) if wakes else None
 
@@ -311,7 +293,7 @@ class Seq(Block):
         line = self._lines[self._next]
         self._line = line
         self._next += 1
-        if self._kind == _FIXED:
+        if self._dma.kind == FIXED:
             # The ring wraps at the last line written so far.
             if not self._frame_valid(ts):
                 self._next = 0
@@ -339,17 +321,19 @@ class Seq(Block):
         assert line is not None
         last_repeat = line.repeats != 0 and v["LINE_REPEAT"] == line.repeats
         last_line = last_repeat and (
-            (self._kind == _FIXED and v["TABLE_LINE"] == self._frames) or line.last
+            (self._dma.kind == FIXED and v["TABLE_LINE"] == (self._dma.length >> 2))
+            or line.last
         )
         repeats = v["REPEATS"] & 0xFFFFFFFF
         if last_line and (
-            self._kind == _STREAMED or (repeats != 0 and v["TABLE_REPEAT"] == repeats)
+            self._dma.kind == STREAMED
+            or (repeats != 0 and v["TABLE_REPEAT"] == repeats)
         ):
             # Table done.
             self._set_outputs(0)
             self.set_output("ACTIVE", 0)
             self.set_output(
-                "STATE", UNREADY if self._kind == _STREAMED else WAIT_ENABLE
+                "STATE", UNREADY if self._dma.kind == STREAMED else WAIT_ENABLE
             )
         elif last_repeat and not self._frame_valid(ts):
             # Underrun pre-empts the whole end-of-line update, counters too.
@@ -358,7 +342,7 @@ class Seq(Block):
             self.set_output("LINE_REPEAT", 1)
             if last_line:
                 self.set_output("TABLE_LINE", 1)
-                if self._kind == _FIXED:
+                if self._dma.kind == FIXED:
                     self.set_output(
                         "TABLE_REPEAT", (v["TABLE_REPEAT"] + 1) & 0xFFFFFFFF
                     )
@@ -376,7 +360,7 @@ class Seq(Block):
         self.set_output("ACTIVE", 0)
         state = self.values["STATE"]
         if state not in (UNREADY, WAIT_ENABLE):
-            if self._kind == _FIXED and not error:
+            if self._dma.kind == FIXED and not error:
                 # Ready to replay the table from its first line.
                 self.set_output("STATE", WAIT_ENABLE)
                 self._next = 0
@@ -384,7 +368,7 @@ class Seq(Block):
                 # The DMA is aborted: the table is gone until TABLE_LENGTH=0.
                 self.set_output("STATE", UNREADY)
                 self._discard(ts)
-                self._more = False
+                self._dma.more = False
         if error and self.values["HEALTH"] == OK:
             self.set_output("HEALTH", error)
 
@@ -394,43 +378,24 @@ class Seq(Block):
         self._lines = []
         self._next = 0
         self._partial = []
-        self._dma_free = ts + 1
+        self._dma.discard(ts)
 
     def _write_length(self, ts: int) -> None:
-        length = self.values["TABLE_LENGTH"] & 0xFFFFFFFF
-        if length == 0:
-            self._discard(ts)
-            self._kind = _NONE
-            self._more = False
-            self._cleared_at = ts
-            return
-        more = bool(length & MORE_FLAG)
-        if self._kind == _NONE:
-            self._kind = _STREAMED if more else _FIXED
-            self._frames = (length & LENGTH_MASK) >> 2
-        elif not (self._kind == _STREAMED and self._more):
-            self._overrun_at = ts + 1
-            return
-        self._more = more
-        self._receive(
-            ts, length & LENGTH_MASK, last=self._kind == _STREAMED and not more
+        v = self.values
+        buffer = self._dma.write_length(
+            ts, v["TABLE_LENGTH"], v["TABLE_ADDRESS"], self.memory
         )
-
-    def _receive(self, ts: int, length: int, last: bool) -> None:
-        """Schedule the DMA of one buffer: a word per tick after the latency."""
-        words: list[int] = []
-        if self.memory is not None and length:
-            words = list(self.memory(self.values["TABLE_ADDRESS"] & 0xFFFFFFFF, length))
-        first = max(ts + 1, self._dma_free) + DMA_LATENCY
+        if buffer is None:
+            if v["TABLE_LENGTH"] & 0xFFFFFFFF == 0:
+                self._discard(ts)
+            return
+        # A line is usable on the tick after its fourth word arrives.
         partial = self._partial
-        final = len(words) - 1
-        for i, word in enumerate(words):
+        final = len(buffer.words) - 1
+        for i, word in enumerate(buffer.words):
             partial.append(word)
             if len(partial) == 4:
-                # Usable on the tick after its fourth word arrives.
-                self._lines.append(
-                    decode_line(partial, first + i + 1, last and i == final)
-                )
+                last = buffer.last and i == final
+                self._lines.append(decode_line(partial, buffer.first + i + 1, last))
                 partial = []
         self._partial = partial
-        self._dma_free = first + len(words)
