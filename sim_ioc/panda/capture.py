@@ -157,6 +157,3 @@ class End:
 
 
 Event = Start | Frames | End
-
-#: Scale of timestamp and gate-duration columns: ticks to seconds.
-TIME_SCALE = TICK

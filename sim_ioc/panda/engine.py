@@ -169,7 +169,7 @@ class Engine:
                     if self._wake.get(target) == ts:
                         batch.setdefault(target, {})
                 elif kind == _BIT:
-                    self._write_bit(ts, int(name), value, batch)
+                    self._write_bit(ts, int(name), value)
                 elif kind == _POS:
                     self._write_pos(int(name), value, batch)
                 else:
@@ -182,9 +182,7 @@ class Engine:
         self.now = max(self.now, until)
         return True
 
-    def _write_bit(
-        self, ts: int, index: int, value: int, batch: dict[str, dict[str, int]]
-    ) -> None:
+    def _write_bit(self, ts: int, index: int, value: int) -> None:
         self.bus.bits[index] = value
         for listener in self._bit_listeners.get(index, ()):
             listener(ts, index, value)
