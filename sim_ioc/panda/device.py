@@ -42,6 +42,7 @@ class SimulatedPanda:
         self.metadata: dict[str, str] = {"APPNAME": APPNAME, "DESIGN": ""}
         self._memory: dict[int, list[int]] = {}
         self._addresses = itertools.count(0x1000, 0x1000)
+        self._table_address: dict[str, int] = {}
         self._listeners: list[CaptureListener] = []
         self.capture: capture.Capture | None = None
         self.captured = 0
@@ -162,6 +163,12 @@ class SimulatedPanda:
             # the block at it.
             address = next(self._addresses)
             self._memory[address] = list(f.table)
+            # The block has read the previous buffer by now (or it has been
+            # superseded): keep one buffer per table, not every table ever.
+            previous = self._table_address.get(f.name)
+            self._table_address[f.name] = address
+            if previous is not None:
+                self._memory.pop(previous, None)
             if "TABLE_ADDRESS" in model.INPUTS:
                 # The firmware refuses a new table unless the length was
                 # zeroed on an earlier tick, so release the old one first.
