@@ -151,12 +151,16 @@ def read_datasets(path: Path, *names: str, timeout: float = 10.0) -> list[np.nda
 # -- the demo -------------------------------------------------------------------
 
 
+#: What the demo needs to find the simulated beamline's devices.
+_BEAMLINE_VARIABLES = ("PANDA_PREFIX", "PANDA_HOST", "MOTOR_PV", "DETECTOR_PREFIX")
+
+
 @contextlib.contextmanager
-def _beamline(prefix: str, attach: bool) -> Iterator[tuple[str, str]]:
-    """The PandA's (prefix, host): a new simulated beamline, or the running one
-    the environment describes."""
+def _beamline(prefix: str, attach: bool) -> Iterator[dict[str, str]]:
+    """The beamline's variables (:data:`_BEAMLINE_VARIABLES`): of a new
+    simulated beamline, or of the running one the environment describes."""
     if attach:
-        missing = [v for v in ("PANDA_PREFIX", "PANDA_HOST") if not os.environ.get(v)]
+        missing = [v for v in _BEAMLINE_VARIABLES if not os.environ.get(v)]
         if missing:
             raise RuntimeError(
                 f"--attach needs {', '.join(missing)} (and the EPICS_* variables) "
@@ -164,25 +168,38 @@ def _beamline(prefix: str, attach: bool) -> Iterator[tuple[str, str]]:
                 "`set -a; . ./sim.env; set +a`"
             )
         print(f"Attached to the simulated PandA at {os.environ['PANDA_HOST']}")
-        yield os.environ["PANDA_PREFIX"], os.environ["PANDA_HOST"]
+        yield {v: os.environ[v] for v in _BEAMLINE_VARIABLES}
         return
     from sim_ioc.launcher import simulated_beamline
 
-    print("Starting the simulated PandA and the real PandABlocks-ioc...", flush=True)
+    print(
+        "Starting the simulated beamline (PandA, real PandABlocks-ioc, motor, "
+        "detector)...",
+        flush=True,
+    )
     with simulated_beamline(prefix=prefix) as beamline:
         # CA/PVA clients read their settings once, at first use: set them now.
         os.environ.update(beamline.env)
         print(f"Simulated PandA at {beamline.panda_host}")
         print(f"IOC serving it as {beamline.panda_prefix}")
-        yield beamline.panda_prefix, beamline.panda_host
+        print(f"Motor {beamline.motor_pv}, detector {beamline.detector_prefix}")
+        yield {v: beamline.env[v] for v in _BEAMLINE_VARIABLES}
 
 
-def _demo_plan(kind: str, bl: Any, frames: int, period: float, exposure: float | None):
+def _demo_plan(
+    kind: str,
+    bl: Any,
+    frames: int,
+    period: float,
+    exposure: float | None,
+    detector: bool,
+):
     from .plans import async_scan, position_scan, time_scan
 
     md = {"purpose": "panda-flyscan demo"}
+    dets = [bl.detectors["det"]] if detector else []
     if kind == "time":
-        return time_scan(bl.panda, frames, period, exposure, md=md)
+        return time_scan(bl.panda, frames, period, exposure, detectors=dets, md=md)
     x = bl.motor("x")
     # 1 um counts: frames points 10 um apart, flown in frames*period seconds.
     stop = (frames - 1) * 0.01
@@ -195,6 +212,7 @@ def _demo_plan(kind: str, bl: Any, frames: int, period: float, exposure: float |
             frames,
             velocity=0.01 / period,
             exposure=exposure,
+            detectors=dets,
             md=md,
         )
     return async_scan(
@@ -218,6 +236,7 @@ def run_demo(
     data_dir: Path | str | None = None,
     attach: bool = False,
     progress: bool = True,
+    detector: bool = False,
 ) -> str:
     """Run a flyscan on the simulated beamline into Tiled; print a summary.
 
@@ -225,10 +244,11 @@ def run_demo(
     (``frames`` points 10 um apart, flown at 10 um per ``period``) or
     ``async`` (the same motion, the PandA sampling every ``period``). Data
     (HDF5 files and the Tiled catalog) go to ``data_dir`` (default: a new
-    temporary directory), which is kept. Returns the run uid.
+    temporary directory), which is kept. ``detector`` adds the simulated area
+    detector, triggered by the PandA (time and position plans; its exposure
+    plus 1 ms readout must fit in ``period``). Returns the run uid.
     """
     from bluesky import RunEngine
-    from bluesky.run_engine import call_in_bluesky_event_loop
 
     from .devices import simulated_beamline_devices
     from .plans import install_progress_bar, seq_timing
@@ -241,6 +261,11 @@ def run_demo(
 
     if plan not in DEMO_PLANS:
         raise ValueError(f"plan must be one of {', '.join(DEMO_PLANS)}, got {plan!r}")
+    if detector and plan == "async":
+        raise ValueError(
+            "--detector works with the time and position plans; the async plan's "
+            "detectors run on their own clock"
+        )
     # Refuse impossible timing before starting anything (the plans check again).
     seq_timing(frames, period, exposure if plan != "async" else None)
     base = (
@@ -251,7 +276,7 @@ def run_demo(
     panda_dir = (base / "panda").resolve()
     panda_dir.mkdir(parents=True, exist_ok=True)
     with (
-        _beamline(prefix, attach) as (panda_prefix, panda_host),
+        _beamline(prefix, attach) as variables,
         TiledService(base / "tiled", readable=[panda_dir]) as tiled,
     ):
         print(f"Tiled serving at {tiled.uri} (API key {tiled.api_key!r})")
@@ -265,22 +290,20 @@ def run_demo(
             external_dirs=[panda_dir],
             journal_dir=base / "journal",
         )
-        bl = None
         try:
             bl = simulated_beamline_devices(
-                panda_dir, panda_prefix=panda_prefix, panda_host=panda_host
+                panda_dir,
+                panda_prefix=variables["PANDA_PREFIX"],
+                motor_pv=variables["MOTOR_PV"],
+                detector_prefix=variables["DETECTOR_PREFIX"],
             )
             started = time.monotonic()
-            (uid,) = RE(_demo_plan(plan, bl, frames, period, exposure))  # type: ignore[misc]
+            (uid,) = RE(_demo_plan(plan, bl, frames, period, exposure, detector))  # type: ignore[misc]
             wall = time.monotonic() - started
         finally:
             if writer.token is not None:
                 RE.unsubscribe(writer.token)
             writer.close()
-            if bl is not None:
-                # Close the axis's control-port connection before the simulator goes.
-                with contextlib.suppress(Exception):
-                    call_in_bluesky_event_loop(bl.motor("x").close(), timeout=5)
             RE.loop.call_soon_threadsafe(RE.loop.stop)
         client = tiled.client()
         run = client[uid]
@@ -293,6 +316,20 @@ def run_demo(
     print(f"  panda-flyscan tiled serve --data-dir {base / 'tiled'} \\")
     print(f"      --readable {panda_dir}")
     return uid
+
+
+def _print_detector_summary(frames: np.ndarray, x: np.ndarray) -> None:
+    """The detector's frames as Tiled serves them, and whether frame i shows
+    the sample where the PandA captured row i's position."""
+    from sim_ioc.detector import decode
+
+    images = frames.reshape(-1, *frames.shape[-2:])
+    shown = np.array([decode(image).position for image in images])
+    apart = np.abs(shown - x[: len(shown)]).max() if len(shown) else 0.0
+    print(
+        f"  det        : {len(images)} frames of {images.shape[1]}x{images.shape[2]} "
+        f"{images.dtype}; frame i was taken within {apart * 1e3:.3f} um of row i's x"
+    )
 
 
 def _print_summary(
@@ -321,6 +358,8 @@ def _print_summary(
             f"{np.ptp(spacing) * 1e9:.1f} ns peak-to-peak"
         )
     print(f"  x (mm)     : {x.min():.3f} .. {x.max():.3f}")
+    if "det" in data.data_vars:
+        _print_detector_summary(np.asarray(data["det"]), x)
     planned = start.get("num_points", len(t)) * start["plan_args"].get(
         "period", start["plan_args"].get("sample_period", 0) or 0
     )

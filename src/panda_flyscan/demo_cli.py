@@ -50,6 +50,12 @@ import click
     "PANDA_HOST, EPICS_*, e.g. from `panda-flyscan sim --env-file`) instead of "
     "starting one.",
 )
+@click.option(
+    "--detector",
+    is_flag=True,
+    help="Add the simulated area detector, triggered by the PandA (time and "
+    "position plans; exposure + its 1 ms readout must fit in PERIOD).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def demo(
     plan: str,
@@ -59,16 +65,17 @@ def demo(
     data_dir: Path | None,
     prefix: str,
     attach: bool,
+    detector: bool,
     no_progress: bool,
 ) -> None:
     """Run a flyscan on the simulated beamline into the bundled Tiled.
 
-    Starts the simulated PandA and the real PandABlocks-ioc, and a local Tiled
-    service; runs the plan with a RunEngine writing into Tiled; prints where
-    the data is and a summary read back from Tiled; stops what it started.
+    Starts the simulated beamline (PandA, the real PandABlocks-ioc, motor and
+    area detector) and a local Tiled service; runs the plan with a RunEngine
+    writing into Tiled; prints where the data is and a summary read back from
+    Tiled; stops what it started.
     """
     from .demo import run_demo
-    from .plans import PlanArgumentError
 
     try:
         run_demo(
@@ -80,6 +87,8 @@ def demo(
             data_dir=data_dir,
             attach=attach,
             progress=not no_progress,
+            detector=detector,
         )
-    except PlanArgumentError as err:
+    # Bad arguments (PlanArgumentError is one) are refused before anything runs.
+    except ValueError as err:
         raise click.UsageError(str(err)) from err

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from bluesky import RunEngine
 
-from panda_flyscan.devices import Beamline, simulated_beamline_devices
+from panda_flyscan.devices import Beamline, SimAxis, simulated_beamline_devices
 from panda_flyscan.storage import (
     DurableTiledWriter,
     TiledService,
@@ -92,7 +92,8 @@ def flyscan_session(
         devices = simulated_beamline_devices(
             data_dir,
             panda_prefix=beamline.panda_prefix,
-            panda_host=beamline.panda_host,
+            motor_pv=beamline.motor_pv,
+            detector_prefix=beamline.detector_prefix,
         )
         env = Flyscan(RE, devices, tiled, writer, data_dir)
         RE.subscribe(env)
@@ -102,8 +103,6 @@ def flyscan_session(
             if writer.token is not None:
                 RE.unsubscribe(writer.token)
             writer.close()
-            with contextlib.suppress(Exception):
-                env.run(devices.motor().close())
             # Monitors and the like end with the loop, quietly.
             with contextlib.suppress(Exception):
                 env.run(_cancel_other_tasks())
@@ -117,6 +116,19 @@ async def _cancel_other_tasks() -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@pytest.fixture(scope="session")
+def sim_axis(flyscan_session: Flyscan, beamline: Any) -> Iterator[SimAxis]:
+    """The simulator's axis INENC1 (the motor's) moved by ``*SIM`` commands:
+    constant speed with no acceleration, so its motion is known exactly."""
+    axis = SimAxis(beamline.panda_host, "INENC1", name="x")
+    flyscan_session.run(axis.connect())
+    try:
+        yield axis
+    finally:
+        with contextlib.suppress(Exception):
+            flyscan_session.run(axis.close())
 
 
 @pytest.fixture

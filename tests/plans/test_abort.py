@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from bluesky.utils import RunEngineInterrupted
+from ophyd_async.core import wait_for_value
 from plan_helpers import (
     panda_file,
     panda_idle,
@@ -95,10 +96,16 @@ def test_ctrl_c_during_position_scan_stops_the_motor(flyscan) -> None:
     [start] = flyscan.of("start")
     data = _check_partial_run(flyscan, start["uid"], ["x"], num)
     np.testing.assert_allclose(data["x"], np.arange(len(data["x"])) * 0.1, atol=0.001)
-    # Stopped where it was: it would have moved 0.2 mm meanwhile at 2 mm/s.
-    logic = x.movable_logic
-    here = flyscan.run(logic.read_counts())
-    time.sleep(0.1)
-    assert flyscan.run(logic.read_counts()) == here
-    assert here * 0.001 < 40.0
+    # Stopped (done moving) short of the end, where the encoder says it is.
+    assert flyscan.run(x.motor_done_move.get_value()) == 1
+    here = flyscan.run(x.user_readback.get_value())
+    assert here < 40.0
+    # The IOC polls the PandA: wait for INENC1 (counts) to catch up.
+    flyscan.run(
+        wait_for_value(
+            flyscan.beamline.panda.inenc[1].val,
+            lambda v: abs(v * 0.001 - here) <= 0.001,
+            timeout=5,
+        )
+    )
     assert flyscan.run(flyscan.beamline.panda.pcomp[1].enable.get_value()) == "ZERO"

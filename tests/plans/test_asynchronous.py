@@ -16,8 +16,8 @@ pytestmark = pytest.mark.ioc
 COUNT = 0.001  # mm per encoder count
 
 
-def test_cobinning_recovers_a_known_motion(flyscan) -> None:
-    x = flyscan.beamline.motor("x")
+def test_cobinning_recovers_a_known_motion(flyscan, sim_axis) -> None:
+    x = sim_axis
     start, stop, velocity, sample_period = 0.0, 2.0, 4.0, 1e-3
     (uid,) = flyscan.RE(
         async_scan(

@@ -218,7 +218,7 @@ def _state(env: Any) -> dict[str, Any]:
         "seq1": env.run(panda.seq[1].enable.get_value()),
         "pcomp1": env.run(panda.pcomp[1].enable.get_value()),
         "inenc2 capture": env.run(panda.inenc[2].val_capture.get_value()),
-        "x counts": env.run(bl.motor("x").movable_logic.read_counts()),
+        "x": env.run(bl.motor("x").user_readback.get_value()),
     }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from ophyd_async.core import wait_for_value
 from pandablocks.asyncio import AsyncioClient
 from pandablocks.commands import Get
 from plan_helpers import panda_file
@@ -55,16 +56,37 @@ def test_each_run_gets_its_own_file(flyscan) -> None:
     assert asset.path == first_file
 
 
-def test_sim_axis_moves_the_simulated_encoder(flyscan) -> None:
+def test_motor_moves_the_simulated_encoder(flyscan) -> None:
     x = flyscan.beamline.motor("x")
     panda = flyscan.beamline.panda
     flyscan.RE(_mv(x, 1.234))
     assert flyscan.run(x.locate())["readback"] == pytest.approx(1.234, abs=0.001)
-    # The PandA (through the IOC) reads the same position on INENC1.
-    counts = flyscan.run(x.movable_logic.read_counts())
-    assert counts == 1234
+    # The PandA (through the IOC) reads the same position on INENC1, in
+    # counts, and scales captures to mm (the IOC polls: let it catch up).
     scale = flyscan.run(panda.inenc[1].val_scale.get_value())
     assert scale == pytest.approx(0.001)
+    flyscan.run(wait_for_value(panda.inenc[1].val, 1234, timeout=5))
+
+
+def test_simulated_beamline_is_built_as_documented(flyscan) -> None:
+    """The builder's motor is the motor record, its detector the simulated
+    area detector wired to TTLOUT1 with its trigger source set to match."""
+    from ophyd_async.epics.motor import Motor
+
+    from panda_flyscan.devices import SIM_MOTOR, SimulatedDetector
+
+    bl = flyscan.beamline
+    x = bl.motor("x")
+    assert isinstance(x, Motor)
+    det = bl.detectors["det"]
+    assert isinstance(det, SimulatedDetector)
+    assert bl.wiring.ttlout_for("det") == 1
+    assert bl.wiring.encoder_for("x") == 1
+    assert flyscan.run(det.driver.trigger_source.get_value()) == "TTLOUT1"
+    assert flyscan.run(x.max_velocity.get_value()) == SIM_MOTOR.max_velocity
+    # Its dead time is the detector's own readout time, not a constant.
+    _, deadtime = flyscan.run(det.get_trigger_deadtime())
+    assert deadtime == flyscan.run(det.driver.readout_time.get_value()) > 0
 
 
 def _mv(motor, position):

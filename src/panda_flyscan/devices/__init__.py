@@ -7,13 +7,16 @@
   what the PandA captures (validated before anything is written).
 * :class:`PandaWiring`, :class:`DetectorWiring`, :class:`EncoderWiring`: the
   cabling, as data.
-* :class:`SimAxis`: the simulator's axis as a flyable motor.
+* :class:`SimulatedDetector`: the simulated area detector (ADKinetix-like,
+  with readout time and dropped-trigger count); :func:`dropped_triggers_signal`.
+* :class:`SimAxis`: the simulator's axis as a flyable motor (``*SIM`` commands).
 * :func:`simulated_beamline_devices`, :func:`real_beamline_devices` (and their
   ``async`` forms): build and connect a :class:`Beamline`.
 """
 
 from .beamline import (
-    SIM_AXIS,
+    SIM_DETECTOR,
+    SIM_MOTOR,
     Beamline,
     connect_beamline,
     connect_simulated_beamline,
@@ -30,13 +33,20 @@ from .capture import (
     check_captures,
     parse_field,
 )
+from .detector import (
+    SimulatedDetector,
+    SimulatedDetectorDriverIO,
+    SimulatedDetectorTriggerLogic,
+    dropped_triggers_signal,
+)
 from .panda import FlyscanPanda
 from .paths import RunFilePathProvider
 from .sim_axis import SimAxis
 from .wiring import DetectorWiring, EncoderWiring, PandaWiring, WiringError
 
 __all__ = [
-    "SIM_AXIS",
+    "SIM_DETECTOR",
+    "SIM_MOTOR",
     "SINGLE_DATASET_MODES",
     "Beamline",
     "Capture",
@@ -48,12 +58,16 @@ __all__ = [
     "PandaWiring",
     "RunFilePathProvider",
     "SimAxis",
+    "SimulatedDetector",
+    "SimulatedDetectorDriverIO",
+    "SimulatedDetectorTriggerLogic",
     "WiringError",
     "apply_captures",
     "capture_settings",
     "check_captures",
     "connect_beamline",
     "connect_simulated_beamline",
+    "dropped_triggers_signal",
     "parse_field",
     "real_beamline_devices",
     "simulated_beamline_devices",

@@ -1,8 +1,10 @@
 """Build and connect a beamline's devices: the simulated one, or a real one.
 
 >>> RE = RunEngine()
->>> bl = simulated_beamline_devices("/tmp/panda-data")   # PANDA_PREFIX/PANDA_HOST
+>>> bl = simulated_beamline_devices("/tmp/data")  # $PANDA_PREFIX, $MOTOR_PV, ...
 >>> RE(time_scan(bl.panda, frames=1000, period=1e-3))
+>>> det = bl.detectors["det"]
+>>> RE(position_scan(bl.panda, bl.motor("x"), 0, 1, 101, detectors=[det]))
 
 Both builders connect in the RunEngine's event loop (create the RunEngine
 first); :func:`connect_simulated_beamline` and :func:`connect_beamline` are the
@@ -20,16 +22,18 @@ from typing import Any
 
 from bluesky.run_engine import call_in_bluesky_event_loop, in_bluesky_event_loop
 from ophyd_async.core import Device, StandardDetector
+from ophyd_async.epics.core import epics_signal_rw
 from ophyd_async.epics.motor import Motor
 
 from .capture import Capture
+from .detector import SimulatedDetector
 from .panda import FlyscanPanda
 from .paths import RunFilePathProvider
-from .sim_axis import SimAxis
-from .wiring import EncoderWiring, PandaWiring
+from .wiring import DetectorWiring, EncoderWiring, PandaWiring
 
 __all__ = [
-    "SIM_AXIS",
+    "SIM_DETECTOR",
+    "SIM_MOTOR",
     "Beamline",
     "connect_beamline",
     "connect_simulated_beamline",
@@ -39,7 +43,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class _SimAxisSpec:
+class _SimMotorSpec:
     name: str
     inenc: int
     scale: float
@@ -49,8 +53,16 @@ class _SimAxisSpec:
     acceleration_time: float
 
 
-#: The simulated beamline's motor: axis INENC1 of the simulator, 1 um per count.
-SIM_AXIS = _SimAxisSpec(
+@dataclass(frozen=True)
+class _SimDetectorSpec:
+    name: str
+    ttlout: int
+
+
+#: The simulated beamline's motor: the motor record ``$MOTOR_PV`` (``SIM:M1``),
+#: whose encoder INENC1 reads 1000 counts per mm; set to these speeds when
+#: connected.
+SIM_MOTOR = _SimMotorSpec(
     name="x",
     inenc=1,
     scale=0.001,
@@ -59,6 +71,9 @@ SIM_AXIS = _SimAxisSpec(
     max_velocity=50.0,
     acceleration_time=0.1,
 )
+#: The simulated beamline's area detector ``$DETECTOR_PREFIX`` (``SIM:DET:``),
+#: its trigger input cabled to TTLOUT1.
+SIM_DETECTOR = _SimDetectorSpec(name="det", ttlout=1)
 
 
 @dataclass
@@ -108,27 +123,36 @@ async def connect_simulated_beamline(
     data_dir: Path | str,
     *,
     panda_prefix: str | None = None,
-    panda_host: str | None = None,
+    motor_pv: str | None = None,
+    detector_prefix: str | None = None,
     timeout: float = 10.0,
 ) -> Beamline:
-    """Connect the simulated beamline: the PandA (through the real IOC) and the
-    simulator's axis ``x`` (:data:`SIM_AXIS`, read by INENC1).
+    """Connect the simulated beamline: the PandA (through the real IOC), the
+    motor record ``x`` (:data:`SIM_MOTOR`, read by INENC1) and the area
+    detector ``det`` (:data:`SIM_DETECTOR`, triggered from TTLOUT1).
 
-    ``panda_prefix``/``panda_host`` default to ``$PANDA_PREFIX``/``$PANDA_HOST``
-    (set by :class:`sim_ioc.launcher.SimulatedBeamline.env`). The PandA's
-    INENC1 scaling is set to the axis's, so captures are in mm. The simulated
-    EPICS motor and area detector join here once they exist.
+    ``panda_prefix``, ``motor_pv`` and ``detector_prefix`` default to
+    ``$PANDA_PREFIX``, ``$MOTOR_PV`` and ``$DETECTOR_PREFIX`` (set by
+    :class:`sim_ioc.launcher.SimulatedBeamline.env`). The PandA's INENC1
+    scaling is set to the motor's (captures in mm), the motor to
+    :data:`SIM_MOTOR`'s speeds, and the detector's trigger source to its
+    TTLOUT. Everything writes under ``data_dir``, one file per device per run.
     """
     prefix = _env("PANDA_PREFIX", panda_prefix)
-    host = _env("PANDA_HOST", panda_host)
+    pv = _env("MOTOR_PV", motor_pv)
+    det_prefix = _env("DETECTOR_PREFIX", detector_prefix)
     data = Path(data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
     provider = RunFilePathProvider(data)
-    spec = SIM_AXIS
+    spec, det_spec = SIM_MOTOR, SIM_DETECTOR
     wiring = PandaWiring(
+        detectors=(DetectorWiring(det_spec.name, ttlout=det_spec.ttlout),),
         encoders=(EncoderWiring(spec.name, inenc=spec.inenc),),
         notes={
-            "x": f"simulated axis INENC{spec.inenc}, {spec.scale} {spec.units}/count"
+            spec.name: f"motor {pv}, encoder INENC{spec.inenc} at "
+            f"{spec.scale} {spec.units}/count",
+            det_spec.name: f"area detector {det_prefix}, trigger from "
+            f"TTLOUT{det_spec.ttlout}",
         },
     )
     panda = FlyscanPanda(
@@ -141,34 +165,50 @@ async def connect_simulated_beamline(
         ],
         name="panda",
     )
-    axis = SimAxis(
-        host,
-        f"INENC{spec.inenc}",
-        scale=spec.scale,
-        units=spec.units,
-        velocity=spec.velocity,
-        max_velocity=spec.max_velocity,
-        acceleration_time=spec.acceleration_time,
-        name=spec.name,
+    motor = Motor(pv, name=spec.name)
+    detector = SimulatedDetector(det_prefix, provider, name=det_spec.name)
+    await asyncio.gather(
+        panda.connect(timeout=timeout),
+        motor.connect(timeout=timeout),
+        detector.connect(timeout=timeout),
     )
-    await asyncio.gather(panda.connect(timeout=timeout), axis.connect(timeout=timeout))
     inenc = panda.inenc[spec.inenc]  # type: ignore[attr-defined]
+    # ophyd-async's Motor reads VMAX only; the record clamps VELO to it.
+    vmax = epics_signal_rw(float, f"{pv}.VMAX")
+    await vmax.connect(timeout=timeout)
     await inenc.val_units.set(spec.units)
-    await asyncio.gather(inenc.val_scale.set(spec.scale), inenc.val_offset.set(0.0))
-    return Beamline(panda=panda, path_provider=provider, motors={spec.name: axis})
+    await asyncio.gather(
+        inenc.val_scale.set(spec.scale),
+        inenc.val_offset.set(0.0),
+        vmax.set(spec.max_velocity),
+        motor.acceleration_time.set(spec.acceleration_time),
+        detector.driver.trigger_source.set(f"TTLOUT{det_spec.ttlout}"),
+    )
+    await motor.velocity.set(spec.velocity)
+    return Beamline(
+        panda=panda,
+        path_provider=provider,
+        motors={spec.name: motor},
+        detectors={det_spec.name: detector},
+    )
 
 
 def simulated_beamline_devices(
     data_dir: Path | str,
     *,
     panda_prefix: str | None = None,
-    panda_host: str | None = None,
+    motor_pv: str | None = None,
+    detector_prefix: str | None = None,
     timeout: float = 10.0,
 ) -> Beamline:
     """:func:`connect_simulated_beamline` from IPython (a RunEngine must exist)."""
     return _in_bluesky_loop(
         connect_simulated_beamline(
-            data_dir, panda_prefix=panda_prefix, panda_host=panda_host, timeout=timeout
+            data_dir,
+            panda_prefix=panda_prefix,
+            motor_pv=motor_pv,
+            detector_prefix=detector_prefix,
+            timeout=timeout,
         ),
         timeout,
     )

@@ -11,7 +11,7 @@ See docs/plans.md.
 """
 
 from ._flyers import ACTIVE_VISIBLE, IOC_POLL_PERIOD, PcompFlyLogic, SeqFlyLogic
-from ._run import TS_TRIG, PlanArgumentError
+from ._run import TS_TRIG, DroppedTriggersError, PlanArgumentError
 from .asynchronous import CLOCK_STREAM, async_scan
 from .cobin import cobin, cobin_run, panda_sample_times
 from .position_based import PcompPoints, pcomp_points, position_scan
@@ -23,6 +23,7 @@ __all__ = [
     "IOC_POLL_PERIOD",
     "MAX_FRAMES",
     "TS_TRIG",
+    "DroppedTriggersError",
     "PcompFlyLogic",
     "PcompPoints",
     "PlanArgumentError",

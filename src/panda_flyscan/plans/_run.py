@@ -33,11 +33,17 @@ from ophyd_async.core import (
 )
 from ophyd_async.fastcs.panda import HDFPanda, apply_panda_settings
 
-from ..devices import Capture, CaptureError, FlyscanPanda, PandaWiring
+from ..devices import (
+    Capture,
+    CaptureError,
+    FlyscanPanda,
+    PandaWiring,
+    dropped_triggers_signal,
+)
 from ..devices._aio import wait_for_awaitable
 from ..devices.capture import capture_settings, check_captures, parse_field
 
-__all__ = ["TS_TRIG", "PlanArgumentError"]
+__all__ = ["TS_TRIG", "DroppedTriggersError", "PlanArgumentError"]
 
 #: The timestamp every plan captures (added if not declared).
 TS_TRIG = Capture("PCAP.TS_TRIG", "trigger_time")
@@ -47,6 +53,12 @@ FLUSH_PERIOD = 0.5
 
 class PlanArgumentError(ValueError):
     """A plan argument that cannot work; raised before anything is armed."""
+
+
+class DroppedTriggersError(RuntimeError):
+    """A detector reported triggers it missed: its frames no longer line up
+    one-to-one with the PandA's rows, so the scan was stopped (the run keeps
+    what was captured)."""
 
 
 # -- argument checks ---------------------------------------------------------------
@@ -172,6 +184,71 @@ def check_blocks(panda: HDFPanda, blocks: Sequence[str]) -> None:
             )
 
 
+async def check_data_directories(
+    panda: HDFPanda, detectors: Sequence[StandardDetector]
+) -> None:
+    """Ask each writer (the PandA's IOC, each areaDetector HDF5 plugin) whether
+    it can write where its path provider points, as the writer's host sees it.
+
+    The same question ophyd-async asks in ``prepare``, asked before the run
+    opens: a missing or read-only directory is then a
+    :class:`PlanArgumentError` with no run, no file and nothing armed. Only
+    path PVs are written; ``prepare`` sets them again. Writers this does not
+    recognise are left to ``prepare``.
+    """
+    checks = []
+    provider = getattr(panda, "path_provider", None)
+    if provider is not None:
+        checks.append(_check_panda_directory(panda, provider))
+    for det in detectors:
+        for logic in getattr(det, "_data_logics", ()):
+            writer = getattr(logic, "writer", None)
+            provider = getattr(logic, "path_provider", None)
+            if provider is not None and _is_ad_file_writer(writer):
+                checks.append(_check_ad_directory(det.name, writer, provider))
+    problems = [p for p in await asyncio.gather(*checks) if p]
+    if problems:
+        raise PlanArgumentError(
+            "; ".join(problems) + ": create the directory (writable by the IOC's "
+            "user) or point the path provider somewhere else"
+        )
+
+
+def _writable_ancestor(info: Any) -> Any:
+    """The directory that must already exist: the writers create up to
+    ``-create_dir_depth`` levels below it."""
+    path = info.directory_path
+    depth = info.create_dir_depth
+    if depth < 0:
+        return path.parents[min(-depth, len(path.parents)) - 1]
+    return path
+
+
+def _is_ad_file_writer(writer: Any) -> bool:
+    return all(
+        hasattr(writer, name)
+        for name in ("file_path", "file_path_exists", "create_directory")
+    )
+
+
+async def _check_panda_directory(panda: HDFPanda, provider: Any) -> str | None:
+    directory = _writable_ancestor(provider(panda.name))
+    await panda.data.create_directory.set(0)
+    await panda.data.hdf_directory.set(str(directory))
+    if await panda.data.directory_exists.get_value():
+        return None
+    return f"the PandA's IOC cannot write to {directory} (missing or not writable)"
+
+
+async def _check_ad_directory(name: str, writer: Any, provider: Any) -> str | None:
+    directory = _writable_ancestor(provider(name))
+    await writer.create_directory.set(0)
+    await writer.file_path.set(f"{directory}/")
+    if await writer.file_path_exists.get_value():
+        return None
+    return f"detector {name} cannot write to {directory} (missing or not writable)"
+
+
 async def detector_trigger_info(
     det: StandardDetector,
     *,
@@ -244,6 +321,55 @@ class FlyRun:
     flush_period: float = FLUSH_PERIOD
 
 
+class _DroppedTriggersWatch:
+    """Reads each externally triggered detector's dropped-trigger count (if it
+    has one) after arming, and raises when it grows during the scan."""
+
+    def __init__(self, detectors: Sequence[tuple[StandardDetector, TriggerInfo]]):
+        self._watched = [
+            (det, info, signal)
+            for det, info in detectors
+            if info.trigger != DetectorTrigger.INTERNAL
+            and (signal := dropped_triggers_signal(det)) is not None
+        ]
+        self._baseline: list[int] = []
+
+    def start(self) -> MsgGenerator[None]:
+        if self._watched:
+            self._baseline = yield from wait_for_awaitable(self._counts())
+
+    def check(self) -> MsgGenerator[None]:
+        if not self._watched:
+            return
+        counts = yield from wait_for_awaitable(self._counts())
+        for (det, info, _), before, now in zip(
+            self._watched, self._baseline, counts, strict=True
+        ):
+            if now > before:
+                raise DroppedTriggersError(_dropped_message(det, info, now - before))
+
+    async def _counts(self) -> list[int]:
+        values = await asyncio.gather(*(s.get_value() for _, _, s in self._watched))
+        return [int(v) for v in values]
+
+
+def _dropped_message(det: StandardDetector, info: TriggerInfo, dropped: int) -> str:
+    period = info.livetime + info.deadtime
+    timing = (
+        f"exposure {info.livetime:g} s, triggers every {period:g} s"
+        if info.livetime
+        else "gate mode"
+    )
+    return (
+        f"detector {det.name} dropped {dropped} of {info.number_of_events} "
+        f"trigger(s): it was still busy (exposing or reading out) when they came "
+        f"({timing}). Its frames no longer line up with the PandA's rows, so the "
+        "scan was stopped and the run keeps what was captured. Lengthen the period "
+        "(or lower the velocity) or shorten the exposure, and check the detector's "
+        "readout time."
+    )
+
+
 def _exit_status(exc: BaseException) -> str:
     if isinstance(exc, RequestStop):
         return "success"
@@ -268,6 +394,9 @@ def fly_run(run: FlyRun) -> MsgGenerator[str]:
     flyer_devices = [f.device for f in run.flyers]
     stageable = [*all_detectors, *flyer_devices]
     state = {"open": False, "declared": False}
+    dropped = _DroppedTriggersWatch(
+        [(d, i) for d, i in run.detectors if d not in run.late_kickoff]
+    )
     #: The flyers' and detectors' complete statuses, cancelled after an error.
     completing: list[Any] = []
 
@@ -293,6 +422,8 @@ def fly_run(run: FlyRun) -> MsgGenerator[str]:
         state["declared"] = True
         early = [d for d in all_detectors if d not in run.late_kickoff]
         yield from bps.kickoff_all(*early, wait=True)
+        # Armed, no trigger yet: the detectors' counts of missed triggers now.
+        yield from dropped.start()
         for flyer in run.flyers:
             yield from bps.kickoff(flyer.device, wait=True)
         if run.late_kickoff:
@@ -300,7 +431,7 @@ def fly_run(run: FlyRun) -> MsgGenerator[str]:
         if run.after_kickoff is not None:
             yield from run.after_kickoff()
         yield from _collect_while_completing(
-            run, [*flyer_devices, *all_detectors], completing
+            run, [*flyer_devices, *all_detectors], completing, dropped.check
         )
         yield from bps.close_run()
         state["open"] = False
@@ -317,6 +448,9 @@ def fly_run(run: FlyRun) -> MsgGenerator[str]:
     def cleanup() -> MsgGenerator[None]:
         yield from bps.unstage_all(*stageable)
 
+    # Before anything is staged or opened: a writer that cannot write is a
+    # bad argument, not a failed run.
+    yield from wait_for_awaitable(check_data_directories(panda, detectors))
     return (
         yield from _contingency(body, on_error, cleanup)  # type: ignore[misc]
     )
@@ -338,10 +472,14 @@ def _contingency(
 
 
 def _collect_while_completing(
-    run: FlyRun, devices: list[Any], statuses: list[Any]
+    run: FlyRun,
+    devices: list[Any],
+    statuses: list[Any],
+    check: Callable[[], MsgGenerator[None]],
 ) -> MsgGenerator[None]:
     """bluesky's collect_while_completing, for one or several named streams;
-    the complete statuses are appended to ``statuses``."""
+    the complete statuses are appended to ``statuses``; ``check`` runs after
+    each collect (and may raise to stop the scan)."""
     group = "fly-complete"
     for device in devices:
         statuses.append((yield from bps.complete(device, group=group, wait=False)))
@@ -352,6 +490,7 @@ def _collect_while_completing(
         )
         for name, streamed in run.streams.items():
             yield from bps.collect(*streamed, name=name)
+        yield from check()
 
 
 def _stop_and_keep(
