@@ -249,6 +249,7 @@ def run_demo(
     plus 1 ms readout must fit in ``period``). Returns the run uid.
     """
     from bluesky import RunEngine
+    from bluesky.run_engine import call_in_bluesky_event_loop
 
     from .devices import simulated_beamline_devices
     from .plans import install_progress_bar, seq_timing
@@ -304,6 +305,10 @@ def run_demo(
             if writer.token is not None:
                 RE.unsubscribe(writer.token)
             writer.close()
+            # Close CA channels while the simulated IOCs still answer, so
+            # libca has no circuit to report lost when they stop.
+            with contextlib.suppress(Exception):
+                call_in_bluesky_event_loop(_close_ca_channels(), timeout=5)
             RE.loop.call_soon_threadsafe(RE.loop.stop)
         client = tiled.client()
         run = client[uid]
@@ -316,6 +321,12 @@ def run_demo(
     print(f"  panda-flyscan tiled serve --data-dir {base / 'tiled'} \\")
     print(f"      --readable {panda_dir}")
     return uid
+
+
+async def _close_ca_channels() -> None:
+    from aioca import purge_channel_caches
+
+    purge_channel_caches()
 
 
 def _print_detector_summary(frames: np.ndarray, x: np.ndarray) -> None:
