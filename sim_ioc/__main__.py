@@ -5,7 +5,11 @@ devices in one process, sharing one world and one clock.
   real PandABlocks-ioc the launcher starts beside it;
 * the motor record ``PREFIX:M1``, driving the PandA's INENC1 axis;
 * the area detector ``PREFIX:DET:`` (``cam1:``, ``HDF1:``), triggered by the
-  PandA's TTLOUT1 and imaging a sample on the motor.
+  PandA's TTLOUT1, imaging a sample on the motor, its exposure output cabled
+  to the PandA's TTLIN1.
+
+``--fmc-signal 'FMC_IN1=sine amplitude=2'`` chooses what an ADC channel sees
+(as the control port's ``*SIM.SIGNAL``).
 
 The motor and detector are served over Channel Access by caproto, on the
 interface and port of ``EPICS_CAS_INTF_ADDR_LIST`` and ``EPICS_CAS_SERVER_PORT``
@@ -28,9 +32,12 @@ from caproto.asyncio.server import Context
 
 from .ca import PutRefused
 from .detector import DetectorConfig, SimAreaDetector
+from .detector.ttl import LEVEL_SIGNALS
 from .motor import MotorConfig, SimMotor
 from .panda.device import SimulatedPanda
+from .panda.fields import FieldError
 from .panda.server import PandaServer
+from .panda.world_control import apply_sim_command
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,13 +77,50 @@ def _parser() -> argparse.ArgumentParser:
         default=detector.readout_time,
         help="detector dead time after each exposure, s (default %(default)s)",
     )
+    parser.add_argument(
+        "--detector-ttlin",
+        type=int,
+        default=detector.ttlin,
+        choices=range(7),
+        metavar="{0..6}",
+        help="the PandA TTLIN the detector's exposure output is cabled to, 0: none "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--detector-ttlin-signal",
+        default=detector.ttlin_signal,
+        choices=LEVEL_SIGNALS,
+        help="what that output shows: high while exposing, or while busy "
+        "(exposing or reading out) (default %(default)s)",
+    )
+    parser.add_argument(
+        "--fmc-signal",
+        action="append",
+        default=[],
+        metavar="FMC_IN<ch>=SIGNAL",
+        help="what an ADC channel sees, as *SIM.SIGNAL takes it, e.g. "
+        "'FMC_IN1=sine amplitude=2 frequency=1000' (repeatable; default 0 V)",
+    )
     parser.add_argument("--log-level", default="WARNING")
     return parser
 
 
-async def serve(args: argparse.Namespace) -> None:
+def make_panda(fmc_signals: list[str]) -> SimulatedPanda:
+    """The simulated PandA, its FMC_IN channels fed ``FMC_IN<ch>=SIGNAL`` as
+    ``*SIM.SIGNAL`` takes them; FieldError saying what is wrong with one."""
+    panda = SimulatedPanda()
+    for spec in fmc_signals:
+        name, eq, value = spec.partition("=")
+        if not eq:
+            raise FieldError(f"{spec!r} is not FMC_IN<ch>=SIGNAL")
+        apply_sim_command(panda, f"SIGNAL.{name.strip()}", value)
+    return panda
+
+
+async def serve(args: argparse.Namespace, panda: SimulatedPanda | None = None) -> None:
     """Run until cancelled; prints READY once everything listens."""
-    server = PandaServer(SimulatedPanda(), args.host, args.control_port, args.data_port)
+    panda = panda if panda is not None else make_panda(args.fmc_signal)
+    server = PandaServer(panda, args.host, args.control_port, args.data_port)
     await server.start()
     tasks: list[asyncio.Task[None]] = []
     try:
@@ -94,7 +138,12 @@ async def serve(args: argparse.Namespace) -> None:
             server,
             f"{args.prefix}:DET:",
             motor.user_position,
-            DetectorConfig(ttlout=args.detector_ttlout, readout_time=args.readout_time),
+            DetectorConfig(
+                ttlout=args.detector_ttlout,
+                readout_time=args.readout_time,
+                ttlin=args.detector_ttlin,
+                ttlin_signal=args.detector_ttlin_signal,
+            ),
             local_pv=pvdb.get,
         )
         pvdb.update(detector.pvs)
@@ -143,12 +192,17 @@ class _RefusalsWithoutTraceback(logging.Filter):
 
 
 def main() -> None:
-    args = _parser().parse_args()
+    parser = _parser()
+    args = parser.parse_args()
+    try:
+        panda = make_panda(args.fmc_signal)
+    except FieldError as exc:
+        parser.error(f"--fmc-signal: {exc}")
     logging.basicConfig(level=args.log_level.upper())
     logging.getLogger("caproto.circ").addFilter(_RefusalsWithoutTraceback())
 
     async def run() -> None:
-        task = asyncio.ensure_future(serve(args))
+        task = asyncio.ensure_future(serve(args, panda))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)

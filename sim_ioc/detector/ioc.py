@@ -38,6 +38,7 @@ from .attributes import AttributeDef, AttributesError, parse_attributes
 from .frames import STAMP_PIXELS, Stamp, render
 from .hdf5 import AttributeSpec, Frame, HDF5Writer
 from .timing import Acquisition, Exposure, Timing, TriggerMode
+from .ttl import LevelSignal, TtlinOutput
 
 __all__ = ["DetectorConfig", "SimAreaDetector"]
 
@@ -91,6 +92,11 @@ class DetectorConfig:
     #: Dead time after each exposure, seconds (ophyd-async's Kinetix logic
     #: assumes 1 ms).
     readout_time: float = 1e-3
+    #: The PandA TTLIN the detector's exposure output is cabled to (0: none).
+    ttlin: int = 1
+    #: What that output shows: ``exposing`` or ``busy`` (exposing or reading
+    #: out); see :mod:`.ttl`.
+    ttlin_signal: LevelSignal = "exposing"
     width: int = 64
     height: int = 64
 
@@ -237,6 +243,11 @@ class SimAreaDetector:
         self._build_cam(prefix + "cam1:")
         self._build_hdf(prefix + "HDF1:")
         self._unwatch = server.panda.watch_ttlout(config.ttlout, self._on_ttl)
+        self.exposure_output: TtlinOutput | None = None
+        if config.ttlin:
+            self.exposure_output = TtlinOutput(
+                server.panda.engine, f"TTLIN{config.ttlin}", config.ttlin_signal
+            )
 
     # -- the cam ------------------------------------------------------------------
 
@@ -404,6 +415,8 @@ class SimAreaDetector:
             await self.acquire.set("Done")
             return
         acq.stop()
+        if self.exposure_output is not None:
+            self.exposure_output.stop()
         self._acq, self._acq_done = None, None
         await self.dropped.post(acq.dropped)  # drops seen since the last publish
         what = "stopped" if aborted else "complete"
@@ -418,12 +431,14 @@ class SimAreaDetector:
 
     # -- triggers (called inside the PandA's simulation, at the tick) ------------
 
-    def _stamp(self, exposure: Exposure) -> None:
+    def _stamp(self, acq: Acquisition, exposure: Exposure) -> None:
         # Sampled now, in tick order with every motion replan, so the world
         # still has the motion in force at this tick.
         self._stamps[exposure.index] = Stamp(
             self.position_at(exposure.start), exposure.start, exposure.index
         )
+        if self.exposure_output is not None:
+            self.exposure_output.started(exposure, gated=acq.gate_open)
 
     def _poke(self) -> None:
         """Wake the publishing loop, unless it has just published: then its
@@ -441,10 +456,12 @@ class SimAreaDetector:
         acq = self._acq
         if acq is None:
             return
-        dropped = acq.dropped
+        dropped, gate_was_open = acq.dropped, acq.gate_open
         exposure = acq.on_level(ts, level)
         if exposure is not None:
-            self._stamp(exposure)
+            self._stamp(acq, exposure)
+        if gate_was_open and not acq.gate_open and self.exposure_output is not None:
+            self.exposure_output.gate_closed(ts, ts + acq.timing.readout)
         gate_closed = not level and acq.timing.mode is TriggerMode.GATE
         if acq.dropped != dropped or gate_closed:
             self._poke()
@@ -455,7 +472,7 @@ class SimAreaDetector:
             return  # a stopped acquisition's timer
         exposure = acq.on_clock(ts)
         if exposure is not None:
-            self._stamp(exposure)
+            self._stamp(acq, exposure)
         self._wake_if_due(acq, exposure)
         nxt = acq.next_internal()
         if nxt is not None:

@@ -158,6 +158,11 @@ class Acquisition:
         return self._pending[0].ready
 
     @property
+    def gate_open(self) -> bool:
+        """GATE: an exposure is in progress, waiting for the gate to close."""
+        return self._gate_open is not None
+
+    @property
     def taken(self) -> int:
         """Exposures started so far."""
         return self._taken

@@ -6,7 +6,8 @@ pure description of a voltage as a function of the FPGA tick:
 * :class:`Constant` ``(volts)``;
 * :class:`Ramp` ``(start, slope, t0=0, period=None)``: ``start + slope * t``
   volts, ``t`` in seconds since tick ``t0``; with ``period`` (seconds) a
-  sawtooth restarting from ``start`` every period;
+  sawtooth restarting from ``start`` every period (``t`` is taken modulo the
+  period in ticks, so a period of whole ticks restarts exactly on them);
 * :class:`Sine` ``(amplitude, frequency, phase=0.0, offset=0.0)``:
   ``offset + amplitude * sin(2 pi frequency t + phase)``, ``t`` in seconds
   since tick 0;
@@ -27,6 +28,10 @@ tell the engine so the block is woken::
 
 ``RESYNC`` (any value) is also what to write after replanning the motion of
 an axis an :class:`AxisSignal` follows, as for INENC.
+
+Out of process, the control port's ``*SIM.SIGNAL.FMC_IN<ch>=<kind> ...``
+command (:mod:`..world_control`) and ``python -m sim_ioc --fmc-signal`` do the
+same for every signal but a custom ``func``.
 
 Conversion. The ADC converts all channels every :data:`SAMPLE_TICKS` ticks
 (1 MHz), on ticks that are multiples of it; ``VALn`` takes the channel's
@@ -108,10 +113,12 @@ class Ramp(Signal):
     period: float | None = None
 
     def volts(self, ts: int) -> float:
-        t = max(ts - self.t0, 0) / TICKS_PER_SECOND
+        elapsed: float = max(ts - self.t0, 0)
         if self.period:
-            t = math.fmod(t, self.period)
-        return self.start + self.slope * t
+            # Modulo in ticks: exact when the period is a whole number of
+            # ticks, so every period restarts from ``start`` exactly.
+            elapsed = math.fmod(elapsed, self.period * TICKS_PER_SECOND)
+        return self.start + self.slope * (elapsed / TICKS_PER_SECOND)
 
     def steady(self, ts: int) -> bool:
         return self.slope == 0
