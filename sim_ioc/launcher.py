@@ -557,6 +557,7 @@ class SimulatedBeamline:
         ports: EpicsPorts | None = None,
         device_ports: DevicePorts | None = None,
         ioc_venv: Path | str | None = None,
+        simulator_args: Sequence[str] = (),
         panda_timeout: float = 30.0,
         ioc_timeout: float = 120.0,
         stop_timeout: float = 5.0,
@@ -572,6 +573,8 @@ class SimulatedBeamline:
                 port chosen at start (:func:`free_device_ports`, early, as
                 ``ports``).
             ioc_venv: The IOC's environment; default: :func:`ioc_venv_path`.
+            simulator_args: More arguments of ``python -m sim_ioc`` (see its
+                ``--help``), e.g. ``["--fmc-signal", "FMC_IN1=sine 2 1000"]``.
             panda_timeout: Seconds for the simulator (PandA, motor, detector)
                 to print ``READY``.
             ioc_timeout: Seconds for the IOC to answer over CA and PVA.
@@ -582,6 +585,7 @@ class SimulatedBeamline:
         self._requested_ports = ports
         self._requested_device_ports = device_ports
         self.ioc_venv = Path(ioc_venv) if ioc_venv is not None else ioc_venv_path()
+        self.simulator_args = list(simulator_args)
         self.panda_timeout = panda_timeout
         self.ioc_timeout = ioc_timeout
         self.stop_timeout = stop_timeout
@@ -716,6 +720,7 @@ class SimulatedBeamline:
                 [
                     sys.executable,
                     *("-m", "sim_ioc", "--host", host, "--prefix", self.prefix),
+                    *self.simulator_args,
                 ],
                 self.log_dir / "panda.log",
                 env,

@@ -7,6 +7,7 @@ WRITE words the firmware needs and the :class:`Column` layout of each frame;
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -123,20 +124,21 @@ class Capture:
     ended: bool = False
     #: What END will say: Ok unless disarmed or overrun.
     end_reason: str = "Ok"
-    _pending: list[int] = field(default_factory=list)
+    _pending: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint32))
 
-    def add_words(self, words: list[int]) -> np.ndarray | None:
+    def add_words(self, words: Sequence[int] | np.ndarray) -> np.ndarray | None:
         """Add drained words; return the whole frames completed so far."""
         width = self.plan.frame_words
         if width == 0:
             return None
-        self._pending.extend(words)
-        whole = len(self._pending) // width * width
+        data = np.asarray(words, dtype=np.uint32)
+        if len(self._pending):
+            data = np.concatenate((self._pending, data))
+        whole = len(data) // width * width
+        self._pending = data[whole:].copy()
         if not whole:
             return None
-        out = np.array(self._pending[:whole], dtype=np.uint32).reshape(-1, width)
-        del self._pending[:whole]
-        return out
+        return data[:whole].reshape(-1, width)
 
 
 @dataclass(frozen=True)

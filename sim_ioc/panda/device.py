@@ -287,8 +287,8 @@ class SimulatedPanda:
         cap = self.capture
         if pcap is None or cap is None:
             return
-        words = pcap.drain()  # type: ignore[attr-defined]
-        if words and not cap.ended:
+        words = pcap.drain_array()  # type: ignore[attr-defined]
+        if len(words) and not cap.ended:
             frames = cap.add_words(words)
             if frames is not None and len(frames):
                 self.captured += len(frames)

@@ -36,8 +36,44 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Also write the client environment (KEY=VALUE lines) to this file.",
 )
+@click.option(
+    "--fmc-signal",
+    multiple=True,
+    metavar="FMC_IN<ch>=SIGNAL",
+    help="What an ACQ427 ADC channel sees (repeatable; default 0 V): constant, "
+    "ramp, sine, noise or axis, e.g. 'FMC_IN1=sine amplitude=2 frequency=1000' "
+    "(docs/simulator.md; also *SIM.SIGNAL.FMC_IN1=... at run time).",
+)
+@click.option(
+    "--readout-time",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="The detector's dead time after each exposure, s [default: 0.001].",
+)
+@click.option(
+    "--detector-ttlin",
+    type=click.IntRange(0, 6),
+    default=None,
+    help="The PandA TTLIN the detector's exposure output is cabled to, 0: none "
+    "[default: 1].",
+)
+@click.option(
+    "--detector-ttlin-signal",
+    type=click.Choice(["exposing", "busy"]),
+    default=None,
+    help="What that output shows: high while exposing, or while busy (exposing "
+    "or reading out) [default: exposing].",
+)
 @click.pass_context
-def sim(ctx: click.Context, prefix: str, env_file: Path | None) -> None:
+def sim(
+    ctx: click.Context,
+    prefix: str,
+    env_file: Path | None,
+    fmc_signal: tuple[str, ...],
+    readout_time: float | None,
+    detector_ttlin: int | None,
+    detector_ttlin_signal: str | None,
+) -> None:
     """Serve the simulated beamline: PandA, motor and area detector.
 
     Starts the simulator on a free loopback address (127.0.0.N): the PandA,
@@ -62,7 +98,22 @@ def sim(ctx: click.Context, prefix: str, env_file: Path | None) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
+    from sim_ioc.__main__ import make_panda
     from sim_ioc.launcher import BeamlineError, SimulatedBeamline
+    from sim_ioc.panda.fields import FieldError
+
+    try:  # refused here, before anything starts, with the simulator's reason
+        make_panda(list(fmc_signal))
+    except FieldError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fmc-signal") from exc
+    simulator_args = [a for spec in fmc_signal for a in ("--fmc-signal", spec)]
+    for option, value in (
+        ("--readout-time", readout_time),
+        ("--detector-ttlin", detector_ttlin),
+        ("--detector-ttlin-signal", detector_ttlin_signal),
+    ):
+        if value is not None:
+            simulator_args += [option, str(value)]
 
     # SIGTERM (and a closed terminal) end the run as Ctrl-C does: through the
     # clean-up below, which stops every process started. SIGINT is set too, as
@@ -70,7 +121,7 @@ def sim(ctx: click.Context, prefix: str, env_file: Path | None) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_stop)
-    beamline = SimulatedBeamline(prefix)
+    beamline = SimulatedBeamline(prefix, simulator_args=simulator_args)
     click.echo(f"Starting the simulated beamline {prefix!r}...", err=True)
     try:
         beamline.start()

@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import numpy as np
+
 #: Number of entries on the system buses, as in the firmware.
 BIT_BUS_SIZE = 128
 POS_BUS_SIZE = 32
@@ -52,6 +54,20 @@ class Bus:
 
     bits: list[int] = field(default_factory=lambda: [0] * BIT_BUS_SIZE)
     pos: list[int] = field(default_factory=lambda: [0] * POS_BUS_SIZE)
+
+
+#: A run of values one input or bus entry takes: (ticks, values), two int64
+#: arrays of the same length, ticks increasing.
+Train = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass
+class BusTimeline:
+    """The bus entries that change during a train: index -> (ticks, values),
+    the tick being the one on which the bus shows the value."""
+
+    bits: dict[int, Train]
+    pos: dict[int, Train]
 
 
 class Block:
@@ -102,4 +118,38 @@ class Block:
         return a tick ``<= ts``, and must produce identical outputs whatever
         the calls between two changes (being woken early is harmless).
         """
+        raise NotImplementedError
+
+    # -- trains (optional): bulk processing of square waves, see engine.py -------
+
+    def square_wave(self) -> tuple[str, int, int, int] | None:
+        """If, until its inputs change, output ``name`` is a square wave that
+        rises on ``origin + k * period`` and falls ``high`` ticks later, and
+        the block does nothing else: ``(name, origin, period, high)``."""
+        return None
+
+    def follow_wave(self, ts: int, value: int) -> None:
+        """The engine played the wave of :meth:`square_wave` up to tick ``ts``
+        (the last edge, where the output became ``value``): update the state
+        as the calls on every edge would have."""
+        raise NotImplementedError
+
+    def plan_train(self, inputs: Mapping[str, Train]) -> tuple[int, frozenset[str]]:
+        """How many leading entries of ``inputs`` (trains of the same length,
+        each input changing on its own ticks and nothing else changing) the
+        block can :meth:`follow_train` exactly, and which outputs may change.
+
+        Must not change any state. A block that reads the buses whole (PCAP)
+        is also asked with no inputs, for a train that only moves the buses.
+        """
+        return 0, frozenset()
+
+    def follow_train(
+        self, inputs: Mapping[str, Train], bus: BusTimeline
+    ) -> dict[str, Train]:
+        """Process ``inputs`` (as accepted by :meth:`plan_train`) as if
+        :meth:`on_changes` had been called on each of their ticks (and, for a
+        bus reader, on each tick of a ``bus.pos`` change), asking for no
+        wake-up; return the outputs that changed, each as the ticks of the
+        calls that changed it and the new values."""
         raise NotImplementedError

@@ -87,11 +87,21 @@ class Clock(Block):
         if self._due is not None and self._due <= ts:
             self._act(self._due)
         self._publish(ts)
-        self._latch(ts, changes)
+        if changes:
+            self._latch(ts, changes)
         wake = self._next_edge(ts)
         if self._due is not None and (wake is None or self._due < wake):
             wake = self._due
         return wake
+
+    def square_wave(self) -> tuple[str, int, int, int] | None:
+        if self._due is not None or self._origin is None:
+            return None
+        return "OUT", self._origin, self._period, self._high
+
+    def follow_wave(self, ts: int, value: int) -> None:
+        self.changes = {}
+        self.values["OUT"] = value
 
     def _latch(self, ts: int, changes: Mapping[str, int]) -> None:
         """Record this tick's inputs; they act on the next tick."""
@@ -123,10 +133,11 @@ class Clock(Block):
 
     def _publish(self, ts: int) -> None:
         if self._origin is None:
-            self.set_output("OUT", 0)
+            out = 0
         else:
-            phase = (ts - self._origin) % self._period
-            self.set_output("OUT", 1 if phase < self._high else 0)
+            out = 1 if (ts - self._origin) % self._period < self._high else 0
+        if self.values["OUT"] != out:
+            self.values["OUT"] = self.changes["OUT"] = out
 
     def _next_edge(self, ts: int) -> int | None:
         if self._origin is None:

@@ -31,8 +31,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
+
 from . import register
-from .base import Block, Bus, TableMemory, to_int32
+from .base import Block, Bus, BusTimeline, TableMemory, Train, to_int32
 
 INT32_MAX = 0x7FFFFFFF
 INT32_MIN = -0x80000000
@@ -81,16 +83,13 @@ class Counter(Block):
         if self._new_limits is not None and self._new_limits[0] < ts:
             _, self._max, self._min = self._new_limits
             self._new_limits = None
-        self.apply_inputs(changes)
         v = self.values
+        for name, value in changes.items():
+            v[name] = value
         enable = v["ENABLE"] & 1
         trig = v["TRIG"] & 1
-        rose, fell = trig and not self._trig, self._trig and not trig
+        old_trig, old_enable = self._trig, self._enable
         self._trig = trig
-        enable_rose, enable_fell = (
-            enable and not self._enable,
-            self._enable and not enable,
-        )
         self._enable = enable
 
         if "MAX" in changes or "MIN" in changes:
@@ -101,29 +100,108 @@ class Counter(Block):
                 high, low = INT32_MAX, INT32_MIN
             self._new_limits = (ts, high, low)
 
-        if enable_rose:
+        if enable and not old_enable:
             self._count = to_int32(v["START"])
             self._carry_latch = 0
         elif "SET" in changes:
             self._count = to_int32(v["SET"])
             self._carry_latch = 0
-        elif enable_fell:
+        elif old_enable and not enable:
             self._carry = 0
             self._end_count = self._last_result
             self._end_carry = self._carry_latch
-        elif enable and (rose or fell):
+        elif enable and trig != old_trig:
             self._carry = 0
             edge = v["TRIG_EDGE"] & 3
-            if (edge == 0 and rose) or (edge == 1 and fell) or edge == 2:
+            if edge == 2 or edge == trig ^ 1:  # 0: rising, 1: falling
                 self._step(-1 if v["DIR"] & 1 else 1, to_int32(v["STEP"]) or 1)
 
         if v["OUT_MODE"] & 1:
-            self.set_output("OUT", self._end_count)
-            self.set_output("CARRY", self._end_carry)
+            out, carry = self._end_count, self._end_carry
         else:
-            self.set_output("OUT", self._count)
-            self.set_output("CARRY", self._carry)
+            out, carry = self._count, self._carry
+        if v["OUT"] != out:
+            v["OUT"] = self.changes["OUT"] = out
+        if v["CARRY"] != carry:
+            v["CARRY"] = self.changes["CARRY"] = carry
         return None
+
+    # -- trains -----------------------------------------------------------------
+
+    def _limits_at(self, ts: int) -> tuple[int, int]:
+        """(max, min) in force for a call on tick ``ts``."""
+        if self._new_limits is not None and self._new_limits[0] < ts:
+            return self._new_limits[1], self._new_limits[2]
+        return self._max, self._min
+
+    def _train_edges(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(edge?, counted?) for each entry of a TRIG train."""
+        trig = values & 1
+        previous = np.empty_like(trig)
+        previous[0] = self._trig
+        previous[1:] = trig[:-1]
+        edge = trig != previous
+        mode = self.values["TRIG_EDGE"] & 3
+        if mode == 2:
+            counted = edge
+        elif mode == 3:
+            counted = np.zeros_like(edge)
+        else:
+            counted = edge & (trig == (mode ^ 1))
+        return edge, counted
+
+    def plan_train(self, inputs: Mapping[str, Train]) -> tuple[int, frozenset[str]]:
+        if set(inputs) != {"TRIG"}:
+            return 0, frozenset()
+        ticks, values = inputs["TRIG"]
+        v = self.values
+        if not len(ticks) or v["ENABLE"] & 1 != self._enable:
+            return 0, frozenset()
+        if not self._enable:
+            return len(ticks), frozenset()
+        on_change = not v["OUT_MODE"] & 1
+        edge, counted = self._train_edges(values)
+        if on_change and self._carry and edge.any():
+            return 0, frozenset()  # CARRY would drop
+        high, low = self._limits_at(int(ticks[0]))
+        delta = (-1 if v["DIR"] & 1 else 1) * (to_int32(v["STEP"]) or 1)
+        # Steps that stay within [MIN, MAX]: a rollover goes event by event.
+        safe = (
+            (high - self._count) // delta
+            if delta > 0
+            else (self._count - low) // -delta
+        )
+        steps = np.flatnonzero(counted)
+        n = len(ticks) if len(steps) <= max(safe, 0) else int(steps[max(safe, 0)])
+        return n, frozenset({"OUT"}) if on_change else frozenset()
+
+    def follow_train(
+        self, inputs: Mapping[str, Train], bus: BusTimeline
+    ) -> dict[str, Train]:
+        self.changes = {}
+        ticks, values = inputs["TRIG"]
+        v = self.values
+        if self._new_limits is not None and self._new_limits[0] < int(ticks[0]):
+            _, self._max, self._min = self._new_limits
+            self._new_limits = None
+        out: dict[str, Train] = {}
+        if self._enable:
+            edge, counted = self._train_edges(values)
+            if edge.any():
+                self._carry = 0
+            steps = np.flatnonzero(counted)
+            if len(steps):
+                delta = (-1 if v["DIR"] & 1 else 1) * (to_int32(v["STEP"]) or 1)
+                counts = self._count + delta * np.arange(
+                    1, len(steps) + 1, dtype=np.int64
+                )
+                self._count = self._last_result = int(counts[-1])
+                if not v["OUT_MODE"] & 1:
+                    v["OUT"] = self._count
+                    out["OUT"] = (ticks[steps], counts)
+        v["TRIG"] = int(values[-1])
+        self._trig = v["TRIG"] & 1
+        return out
 
     def _step(self, direction: int, step: int) -> None:
         value = self._count + direction * step

@@ -77,8 +77,10 @@ from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import ClassVar, Literal
 
+import numpy as np
+
 from . import register
-from .base import Block, Bus, TableMemory
+from .base import Block, Bus, BusTimeline, TableMemory, Train
 
 _MASK32 = 0xFFFFFFFF
 INT32_MAX = 0x7FFFFFFF
@@ -88,6 +90,8 @@ PIPELINE = 4
 #: Capture RAM size; the server may use one word less.
 MASK_SIZE = 64
 MAX_FRAME_WORDS = MASK_SIZE - 1
+#: Entries a train may have when PCAP only watches the buses.
+MAX_TRAIN = 1 << 62
 #: The firmware counts gated ticks on 40 bits.
 _SAMPLES_MASK = (1 << 40) - 1
 
@@ -187,6 +191,9 @@ class Pcap(Block):
     OUTPUTS = ("ACTIVE", "HEALTH", "DATA")
     #: Changes that are registers (the rest, ``POS[n]``/``BIT[n]``, are buses).
     _REGISTERS: ClassVar[frozenset[str]] = frozenset(INPUTS)
+    _STROBES: ClassVar[frozenset[str]] = frozenset(
+        ("START_WRITE", "WRITE", "ARM", "DISARM")
+    )
 
     def __init__(self, bus: Bus | None = None, memory: TableMemory | None = None):
         super().__init__(bus, memory)
@@ -209,6 +216,8 @@ class Pcap(Block):
         self._accs: list[_Acc] = []
         #: Frames in the output pipeline: (tick of first word, words).
         self._pipeline: deque[tuple[int, tuple[int, ...]]] = deque()
+        #: Captured words not drained yet: whole chunks, then loose words.
+        self._chunks: list[np.ndarray] = []
         self._stream: list[int] = []
 
     # -- the stream ---------------------------------------------------------------
@@ -221,20 +230,54 @@ class Pcap(Block):
         :func:`capture_layout` for what they mean). A frame is available from
         its capture tick on, before the firmware would have clocked it out.
         """
-        words, self._stream = self._stream, []
-        return words
+        return self.drain_array().tolist()
+
+    def drain_array(self) -> np.ndarray:
+        """:meth:`drain` as a uint32 array."""
+        self._flush()
+        chunks, self._chunks = self._chunks, []
+        if not chunks:
+            return np.empty(0, dtype=np.uint32)
+        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+    def _flush(self) -> None:
+        if self._stream:
+            self._chunks.append(np.array(self._stream, dtype=np.uint32))
+            self._stream = []
 
     # -- simulation ---------------------------------------------------------------
 
     def on_changes(self, ts: int, changes: Mapping[str, int]) -> int | None:
         self.changes = {}
         v = self.values
+        registers = self._REGISTERS
+        strobe = False
         for name, value in changes.items():
-            if name in self._REGISTERS:
+            if name in registers:
                 v[name] = value
+                if name in self._STROBES:
+                    strobe = True
         if self._end_at is not None and self._end_at <= ts:
             self._stop(self._end_health)
 
+        if strobe:
+            self._strobes(changes)
+
+        enable = v["ENABLE"] & 1
+        trig_en = v["TRIG"] & enable & 1
+        if self._state == _ARMED and enable:
+            self._begin(ts)
+        if self._state == _RUNNING:
+            if enable:
+                self._advance(ts, trig_en)
+            else:
+                self._finish(ts)
+        self._trig_en = trig_en
+        if self._pipeline:
+            self._show_data(ts)
+        return self._end_at
+
+    def _strobes(self, changes: Mapping[str, int]) -> None:
         if "START_WRITE" in changes:
             self._mask_len = 0
         if "WRITE" in changes:
@@ -251,19 +294,6 @@ class Pcap(Block):
             self._state = _ARMED
             self.set_output("ACTIVE", 1)
             self.set_output("HEALTH", 0)
-
-        enable = v["ENABLE"] & 1
-        trig_en = v["TRIG"] & enable & 1
-        if self._state == _ARMED and enable:
-            self._begin(ts)
-        if self._state == _RUNNING:
-            if enable:
-                self._advance(ts, trig_en)
-            else:
-                self._finish(ts)
-        self._trig_en = trig_en
-        self._show_data(ts)
-        return self._end_at
 
     def _begin(self, ts: int) -> None:
         """Start the acquisition on tick ``ts``: timestamps count from here."""
@@ -296,14 +326,16 @@ class Pcap(Block):
         """Process tick ``ts`` of a running acquisition."""
         gate = bool(self.values["GATE"] & 1)
         pos = self.bus.pos
-        moved = [acc for acc in self._accs if _int32(pos[acc.index]) != acc.value]
-        edge = self.values["TRIG_EDGE"] & 3
+        if self._accs:
+            moved = [acc for acc in self._accs if _int32(pos[acc.index]) != acc.value]
+        else:
+            moved = []
         old = self._trig_en
-        triggered = (
-            (edge == 0 and trig_en and not old)
-            or (edge == 1 and old and not trig_en)
-            or (edge == 2 and trig_en != old)
-        )
+        if trig_en != old:
+            edge = self.values["TRIG_EDGE"] & 3
+            triggered = edge == 2 or edge == old  # 0: rising, 1: falling
+        else:
+            triggered = False
         if not (moved or triggered or gate != self._gated):
             return  # the current stretch simply goes on
         self._close_stretch(ts)
@@ -422,6 +454,150 @@ class Pcap(Block):
             queue.popleft()
         if word is not None:
             self.set_output("DATA", word)
+
+    # -- trains -----------------------------------------------------------------
+
+    def _train_captures(self, values: np.ndarray) -> np.ndarray:
+        """The entries of a TRIG train that capture (while running)."""
+        trig_en = values & self.values["ENABLE"] & 1
+        previous = np.empty_like(trig_en)
+        previous[0] = self._trig_en
+        previous[1:] = trig_en[:-1]
+        edge = self.values["TRIG_EDGE"] & 3
+        if edge == 2:
+            return np.flatnonzero(trig_en != previous)
+        if edge == 3:
+            return np.empty(0, dtype=np.int64)
+        return np.flatnonzero((trig_en != previous) & (previous == edge))
+
+    def plan_train(self, inputs: Mapping[str, Train]) -> tuple[int, frozenset[str]]:
+        # Only the simple running case: captures of bus values and timestamps
+        # with GATE and ENABLE steady; sums and the like go event by event.
+        nothing: tuple[int, frozenset[str]] = (0, frozenset())
+        if self._end_at is not None or set(inputs) - {"TRIG"}:
+            return nothing
+        if self._state == _RUNNING:
+            if not self.values["ENABLE"] & 1 or self._accs:
+                return nothing
+            if self._gated != bool(self.values["GATE"] & 1):
+                return nothing
+        elif self._state != _IDLE:
+            return nothing
+        if "TRIG" not in inputs:
+            return MAX_TRAIN, frozenset({"DATA"})
+        ticks, values = inputs["TRIG"]
+        n = len(ticks)
+        if self._state == _RUNNING and n:
+            # Captures too close together abort: leave that to the events.
+            at = ticks[self._train_captures(values)]
+            if len(at):
+                gaps = np.diff(at, prepend=at[0] if self._last_capture is None
+                               else self._last_capture)  # fmt: skip
+                if self._last_capture is None:
+                    gaps[0] = self._mask_len
+                close = np.flatnonzero(gaps < self._mask_len)
+                if len(close):
+                    n = int(np.searchsorted(ticks, at[close[0]]))
+        return n, frozenset({"DATA"})
+
+    def follow_train(
+        self, inputs: Mapping[str, Train], bus: BusTimeline
+    ) -> dict[str, Train]:
+        self.changes = {}
+        v = self.values
+        last_call = max((int(t[-1]) for t, _ in bus.pos.values() if len(t)), default=-1)
+        trig = inputs.get("TRIG")
+        if trig is not None and len(trig[0]):
+            ticks, values = trig
+            last_call = max(last_call, int(ticks[-1]))
+            if self._state == _RUNNING:
+                at = ticks[self._train_captures(values)]
+                if len(at):
+                    self._capture_train(at, bus)
+            v["TRIG"] = int(values[-1])
+            self._trig_en = v["TRIG"] & v["ENABLE"] & 1
+        if last_call >= 0 and self._pipeline:
+            self._show_data(last_call)
+        return {}
+
+    def _capture_train(self, at: np.ndarray, bus: BusTimeline) -> None:
+        """Capture on each tick of ``at`` (running, no statistics kept, GATE
+        steady), as :meth:`_capture` does."""
+        n = self._mask_len
+        count = len(at)
+        start = self._start
+        shift = self.values["SHIFT_SUM"] & 0x3F
+        # The window each capture closes (see _close_stretch).
+        previous = np.empty_like(at)
+        previous[0] = self._stretch
+        previous[1:] = at[:-1]
+        if self._gated:
+            samples = at - previous
+            samples[0] += self._samples
+            first = previous.copy()
+            if self._first >= 0:
+                first[0] = self._first
+            last_end = at
+        else:
+            samples = np.zeros_like(at)
+            samples[0] = self._samples
+            first = np.full_like(at, -1)
+            first[0] = self._first
+            last_end = np.full_like(at, -1)
+            last_end[0] = self._last_end
+        stamps = (
+            np.where(first >= 0, first - start, -1),
+            np.where(last_end >= 0, last_end - start, -1),
+            at - start,
+        )
+
+        def on_bus(timeline: dict[int, Train], index: int, now: int) -> np.ndarray:
+            train = timeline.get(index)
+            if train is None:
+                return np.full(count, now, dtype=np.int64)
+            ticks, values = train
+            i = np.searchsorted(ticks, at, side="right") - 1
+            return np.where(i >= 0, values[np.maximum(i, 0)], now)
+
+        words = np.zeros((count, n), dtype=np.uint32)
+        for col, word in enumerate(self._mask[:n]):
+            value: np.ndarray | int = 0
+            if word & 0x200:
+                ext = word >> 4 & 0xF
+                if ext <= Ext.TS_TRIG_H:
+                    value = stamps[ext >> 1] >> (32 * (ext & 1))
+                elif ext == Ext.SAMPLES:
+                    value = (samples & _SAMPLES_MASK) >> shift
+                elif ext <= Ext.BITS3:
+                    base = (ext - Ext.BITS0) * 32
+                    bits = self.bus.bits[base : base + 32]
+                    value = sum((b & 1) << i for i, b in enumerate(bits))
+                    for index in bus.bits:
+                        if base <= index < base + 32:
+                            level = on_bus(bus.bits, index, bits[index - base]) & 1
+                            value = (value & ~(1 << (index - base))) | (
+                                level << (index - base)
+                            )
+            elif word & 0xF == PosMode.VALUE:
+                index = word >> 4 & 0x1F
+                value = on_bus(bus.pos, index, self.bus.pos[index])
+            words[:, col] = np.asarray(value, dtype=np.int64) & _MASK32
+        last = int(at[-1])
+        self._last_capture = last
+        self._stretch = last
+        self._clear_window()
+        if n:
+            self._flush()
+            self._chunks.append(words.reshape(-1))
+            # The output pipeline: frames still being clocked out matter,
+            # and the last one done for DATA.
+            first_word = at + PIPELINE
+            done = np.flatnonzero(first_word + n <= last)
+            keep = int(done[-1]) if len(done) else 0
+            for i in range(keep, count):
+                self._pipeline.append(
+                    (int(first_word[i]), tuple(int(w) for w in words[i]))
+                )
 
 
 # Registered by a call, not the decorator: ``register`` is typed to return

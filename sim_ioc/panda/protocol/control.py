@@ -28,6 +28,8 @@ _TABLE_WRITE = re.compile(r"^([\w*]+)\.(\w+)<(<?)(B?)(\|?)$")
 SIM_HELP = (
     "*SIM.MOVE.<axis>=<target> <speed>  move an axis at constant speed (units/s)",
     "*SIM.POSITION.<axis>=<position>   set an axis position",
+    "*SIM.SIGNAL.FMC_IN<ch>=<kind> [param=value ...]  what an ADC channel sees:",
+    "    constant|ramp|sine|noise|axis (see docs/simulator.md)",
     "*SIM.TICK?                        the simulation's current tick",
 )
 
