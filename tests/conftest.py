@@ -28,6 +28,9 @@ from sim_ioc.launcher import (
 #: Record prefix of the session's beamline (the PandA is ``TEST:PANDA:``, the
 #: motor ``TEST:M1``, the detector ``TEST:DET:``).
 SESSION_PREFIX = "TEST"
+#: Simulator options of the session's beamline (checked by test_launcher): a
+#: constant on the last ADC channel, which no test changes.
+SESSION_SIMULATOR_ARGS = ("--fmc-signal", "FMC_IN8=constant 1.25")
 
 _session_ports: EpicsPorts | None = None
 _session_device_ports: DevicePorts | None = None
@@ -61,6 +64,7 @@ def beamline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatedBeam
         ports=_session_ports,
         device_ports=_session_device_ports,
         log_dir=tmp_path_factory.mktemp("beamline"),
+        simulator_args=SESSION_SIMULATOR_ARGS,
     ) as started:
         os.environ.update(started.env)  # adds PANDA_HOST and PANDA_PREFIX
         yield started

@@ -209,3 +209,33 @@ def test_two_beamlines_side_by_side_are_isolated(tmp_path: Path) -> None:
     for beamline in (a, b):
         assert all(p.exited() for p in beamline.processes)
         assert all(_tcp_bindable(beamline.panda_host, port) for port in PANDA_PORTS)
+
+
+def test_sim_command_refuses_a_bad_fmc_signal_before_starting() -> None:
+    from click.testing import CliRunner
+
+    from panda_flyscan.cli import main
+
+    result = CliRunner().invoke(main, ["sim", "--fmc-signal", "FMC_IN1=square 2"])
+    assert result.exit_code == 2
+    assert "--fmc-signal" in result.output and "square" in result.output
+    assert "Starting" not in result.output
+
+
+@pytest.mark.ioc
+def test_simulator_arguments_reach_the_simulator(beamline) -> None:
+    """The session's beamline was started with FMC_IN8 = 1.25 V constant: the
+    PandA reads it (18-bit code, +-10 V range, left-aligned in 32 bits)."""
+    import asyncio
+
+    from pandablocks.asyncio import AsyncioClient
+    from pandablocks.commands import Get
+
+    async def read() -> str:
+        async with AsyncioClient(beamline.panda_host) as client:
+            reply = await client.send(Get("FMC_IN.VAL8"))
+        assert isinstance(reply, str)
+        return reply
+
+    code = round(1.25 / 10 * 2**17) * 2**14
+    assert int(asyncio.run(read())) == code
