@@ -241,11 +241,13 @@ async def ioc_capture_rate(
         watcher.cancel()
         samples.append((time.monotonic(), await panda.data.num_captured.get_value()))
     finally:
+        # Stop the triggers first: frames beyond the N asked for would keep
+        # the IOC busy writing into the next measurement.
+        async with AsyncioClient(env["PANDA_HOST"]) as client:
+            await client.send(Raw(["CLOCK1.ENABLE=ZERO"]))
+            completion = str(await client.send(Get("*PCAP.COMPLETION")))
+            await client.send(Disarm())
         await panda.unstage()
-    async with AsyncioClient(env["PANDA_HOST"]) as client:
-        await client.send(Disarm())
-        await client.send(Raw(["CLOCK1.ENABLE=ZERO"]))
-        completion = str(await client.send(Get("*PCAP.COMPLETION")))
     frames = _frames_in_file(data_dir / f"{name}.h5")
     # From the first frames the IOC reported to the last.
     moving = [(t, n) for t, n in samples if n > 0]
@@ -253,7 +255,8 @@ async def ioc_capture_rate(
     t_last = next((t for t, n in moving if n >= frames), samples[-1][0])
     wall = max(t_last - t_first, 1e-9)
     frame_bytes = sum(_raw_bytes(line) for line in FIELDS[n_fields])
-    per_s = (frames - n_first) / wall if moving else 0.0
+    # No file, or nothing after the first report: the IOC did not keep up.
+    per_s = (frames - n_first) / wall if moving and frames > n_first else 0.0
     return {
         "rate_hz": rate_hz,
         "frames_per_s": per_s,
@@ -401,6 +404,72 @@ def _standalone_simulator(host: str) -> subprocess.Popen[str]:
     return proc
 
 
+def profile_process(
+    pid: int, run: Callable[[], Any], py_spy: str, top: int = 15
+) -> str:
+    """Sample ``pid`` (and its children) with py-spy while ``run()`` runs; the
+    functions the samples were in (own time) and the packages (inclusive)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "stacks.txt"
+        spy = subprocess.Popen(
+            [
+                *(py_spy, "record", "--pid", str(pid), "--subprocesses"),
+                *("--rate", "250", "--format", "raw", "--output", str(out)),
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            run()
+        finally:
+            spy.send_signal(2)  # py-spy writes its file on SIGINT
+            _, err = spy.communicate(timeout=30)
+        if not out.exists():
+            return f"py-spy wrote nothing: {err.strip()[-300:]}"
+        own: dict[str, int] = {}
+        package: dict[str, int] = {}
+        total = 0
+        for line in out.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not stack or not count.isdigit():
+                continue
+            n = int(count)
+            total += n
+            frames = stack.split(";")
+            leaf = frames[-1].split(" (")[0] + " (" + _module(frames[-1]) + ")"
+            own[leaf] = own.get(leaf, 0) + n
+            for pkg in {_package(f) for f in frames}:
+                package[pkg] = package.get(pkg, 0) + n
+    if not total:
+        return "py-spy recorded no samples"
+    lines = [f"{total} samples; own time:"]
+    for name, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"  {n / total:6.1%}  {name}")
+    lines.append("inclusive, by package:")
+    for name, n in sorted(package.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"  {n / total:6.1%}  {name}")
+    return "\n".join(lines)
+
+
+def _module(frame: str) -> str:
+    """``file.py`` of a py-spy frame ``func (path/file.py:line)``."""
+    inside = frame.rpartition(" (")[2].rstrip(")")
+    return Path(inside.split(":")[0]).name or "?"
+
+
+def _package(frame: str) -> str:
+    """The package of a frame: py-spy shortens site-packages paths to
+    ``pkg/module.py`` and the standard library's to ``module.py``."""
+    inside = frame.rpartition(" (")[2].split(":")[0]
+    if "site-packages/" in inside:
+        inside = inside.split("site-packages/", 1)[1]
+    if inside.startswith("/") or not inside.endswith(".py"):
+        return "other"
+    return inside.split("/")[0] if "/" in inside else "python stdlib"
+
+
 def _row(label: str, r: Mapping[str, Any], cpu: Mapping[str, float]) -> str:
     extra = ""
     if "overrun" in r:
@@ -420,6 +489,12 @@ def main() -> None:
     parser.add_argument("--rates", default="50000,100000,150000,200000,300000")
     parser.add_argument("--fields", default="4,16")
     parser.add_argument("--no-ioc", action="store_true", help="the simulator alone")
+    parser.add_argument(
+        "--py-spy",
+        metavar="PATH",
+        help="py-spy executable: also profile the IOC on the slowest capture it "
+        "could not sustain (pip install py-spy; needs ptrace, e.g. as root)",
+    )
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     field_counts = [int(n) for n in args.fields.split(",")]
@@ -477,6 +552,25 @@ def main() -> None:
 
                     best[("ioc", n)] = highest_sustained(through_ioc, rates)
                     cpu_at[("ioc", n)] = cpus
+                if args.py_spy:
+                    n = max(field_counts)
+                    b = best[("ioc", n)]
+                    failed = [r for r in b["results"] if r["rate_hz"] > b["rate_hz"]]
+                    rate = failed[0]["rate_hz"] if failed else b["rate_hz"]
+                    print(
+                        f"\nprofile of the IOC, {n} fields at {rate:.0f} Hz (py-spy):"
+                    )
+                    print(
+                        profile_process(
+                            pids["ioc"],
+                            lambda: loop.run_until_complete(
+                                ioc_capture_rate(
+                                    beamline.env, rate, args.seconds, n, Path(tmp)
+                                )
+                            ),
+                            args.py_spy,
+                        )
+                    )
             loop.close()
 
     print("\nhighest sustained (real time >= 0.98, no overrun):")
