@@ -1,155 +1,237 @@
 """Flyscan efficiency benchmark: the time-based plan versus a step scan.
 
-Run on demand (not a test)::
+The functions here are what ``panda-flyscan bench`` measures figures 1, 2 and
+5 with (see benchmarks/suite.py); run as a script it measures just those::
 
-    .venv/bin/python benchmarks/plans_bench.py [--frames 1000 10000 100000]
-        [--period 1e-3] [--step-max 10000] [--attach]
+    .venv/bin/python benchmarks/plans_bench.py [--frames 1000 10000] [--repeats 3]
+        [--period 1e-3]
 
 Starts the simulated beamline (the simulated PandA and the real
-PandABlocks-ioc; ``--attach`` uses the one the environment describes instead)
-and the bundled Tiled service, with a RunEngine writing every run into Tiled.
-For each N:
+PandABlocks-ioc) and the bundled Tiled service, with a RunEngine writing
+every run into Tiled through the package's DurableTiledWriter. For each N:
 
-* flyscan: ``time_scan(panda, N, period)``; efficiency = wall time of the whole
-  plan (``RE(...)`` call, from staging to the run being in Tiled) / (N x
-  period). 1.0 would be no overhead at all. The data read back from Tiled are
-  checked: N rows, TRIGGER_TIME exactly one period apart.
-* step scan: ``bp.scan([INENC1.VAL], x, ...)`` with the same N points (1 um
-  steps of the simulated axis), wall time / (N x period) on the same scale.
-  Step scans longer than ``--step-max`` points are not run: their time is
-  extrapolated from the largest one run, and marked so.
+* flyscan: ``time_scan(panda, N, period)``; efficiency = wall time of the
+  whole plan (the ``RE(...)`` call, from staging to the run being in Tiled,
+  which the writer waits for at the stop document) / (N x period). 1.0 would
+  be no overhead at all. The data read back from Tiled are checked: N rows,
+  TRIGGER_TIME exactly one period apart.
+* step scan: ``bp.count([INENC1.VAL], N, delay=period)``: N readings of the
+  PandA's encoder through the IOC, at most one per period, each an Event
+  written into Tiled; wall time / (N x period) on the same scale.
 
-Prints one table of figures and ratios.
+From the same flyscans: the data-available latency (the stop document to
+the last frame readable through Tiled) and prepare-to-first-trigger (the
+``RE(...)`` call to the sequencer's kickoff done: staged, settings written,
+SEQ table and PandA armed, HDF5 file open, triggers running).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import tempfile
 import time
-from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import bluesky.plans as bp
 import numpy as np
-from bluesky import RunEngine
 
-from panda_flyscan.devices import Beamline, simulated_beamline_devices
-from panda_flyscan.plans import time_scan
-from panda_flyscan.storage import TiledService, read_stream, subscribe_tiled_writer
+__all__ = [
+    "TICK",
+    "FlyResult",
+    "MessageClock",
+    "fly",
+    "step",
+    "wait_readable",
+]
 
-API_KEY = "bench"
+#: The PandA's clock tick (s): TRIGGER_TIME is a whole number of these.
 TICK = 8e-9
 
 
-@contextlib.contextmanager
-def _beamline(attach: bool) -> Iterator[tuple[str, str]]:
-    if attach:
-        yield os.environ["PANDA_PREFIX"], os.environ["PANDA_HOST"]
-        return
-    from sim_ioc.launcher import simulated_beamline
+class MessageClock:
+    """A RunEngine ``msg_hook`` noting when each message is processed.
 
-    with simulated_beamline(prefix="BENCH") as beamline:
-        os.environ.update(beamline.env)  # before the first CA/PVA use
-        yield beamline.panda_prefix, beamline.panda_host
+    ``marks`` holds (perf_counter seconds, command, object name).
+    """
+
+    def __init__(self) -> None:
+        self.marks: list[tuple[float, str, str]] = []
+
+    def __call__(self, msg: Any) -> None:
+        self.marks.append(
+            (time.perf_counter(), msg.command, str(getattr(msg.obj, "name", "")))
+        )
+
+    def first(self, command: str, name: str | None = None, after: float = 0.0) -> int:
+        """Index of the first mark of ``command`` (on object ``name``)."""
+        for i, (t, cmd, obj) in enumerate(self.marks):
+            if t >= after and cmd == command and (name is None or obj == name):
+                return i
+        raise LookupError(f"no {command!r} message for {name!r}")
+
+    def triggers_running(self, flyer: str) -> float:
+        """When the flyer's kickoff had completed: the first message after its
+        ``kickoff`` that is not the ``wait`` for it."""
+        i = self.first("kickoff", flyer)
+        for t, cmd, _ in self.marks[i + 1 :]:
+            if cmd != "wait":
+                return t
+        raise LookupError(f"no message after the kickoff of {flyer}")
 
 
-def fly(RE: RunEngine, bl: Beamline, client, frames: int, period: float) -> float:
-    started = time.monotonic()
-    (uid,) = RE(time_scan(bl.panda, frames, period))  # type: ignore[misc]
-    wall = time.monotonic() - started
-    t = np.asarray(read_stream(client, uid, variables=["trigger_time"])["trigger_time"])
-    ticks = np.rint(t / TICK).astype(np.int64)
-    assert len(t) == frames, f"{len(t)} rows in Tiled for {frames} frames"
-    assert np.all(np.diff(ticks) == round(period / TICK)), "spacing is not exact"
-    return wall
+@dataclass
+class FlyResult:
+    """What one flyscan measured (seconds)."""
+
+    uid: str
+    frames: int
+    period: float
+    #: The ``RE(time_scan(...))`` call, start to return.
+    wall: float
+    #: Stop document to the last frame readable through Tiled.
+    latency: float
+    #: ``RE`` call to the sequencer's kickoff done (triggers running).
+    first_trigger: float
+    #: Of ``latency``: the stop document to ``RE`` returning (the writer
+    #: waits there for the run to be in Tiled), then to the frame read.
+    writer_wait: float = 0.0
+    read: float = 0.0
+    #: Phases of the plan (seconds from the ``RE`` call): see :func:`fly`.
+    phases: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def efficiency(self) -> float:
+        return self.wall / (self.frames * self.period)
 
 
-def step(RE: RunEngine, bl: Beamline, client, points: int) -> float:
-    x = bl.motor("x")
-    encoder = bl.panda.inenc[1].val  # type: ignore[attr-defined]
-    started = time.monotonic()
-    (uid,) = RE(bp.scan([encoder], x, 0.0, (points - 1) * 0.001, points))  # type: ignore[misc]
-    wall = time.monotonic() - started
-    rows = len(read_stream(client, uid, variables=["x"])["x"])
+def wait_readable(
+    client: Any, uid: str, index: int, timeout: float = 60.0
+) -> tuple[float, float]:
+    """Poll Tiled until row ``index`` of the run's ``trigger_time`` reads;
+    (the time it did, on ``time.time()``'s clock, the value read)."""
+    from panda_flyscan.storage import read_field
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = read_field(
+                client, uid, "primary", "trigger_time", slice(index, index + 1)
+            )
+            if len(value) == 1:
+                return time.time(), float(value[0])
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"row {index} of run {uid} not readable in {timeout} s")
+        time.sleep(0.002)
+
+
+def fly(
+    RE: Any, bl: Any, client: Any, frames: int, period: float, *, check: bool = True
+) -> FlyResult:
+    """Run ``time_scan(panda, frames, period)`` and measure it (a writer into
+    Tiled must be subscribed to ``RE``).
+
+    ``phases`` (seconds from the call): ``open_run`` (staged, settings
+    written), ``armed`` (flyer, detectors and PandA prepared: the PandA's
+    file open), ``triggers`` (the SEQ's kickoff done), ``stop`` (the
+    close_run message), ``return``.
+    """
+    from panda_flyscan.plans import time_scan
+
+    clock = MessageClock()
+    stops: list[float] = []
+
+    def on_stop(name: str, doc: dict[str, Any]) -> None:
+        if name == "stop":
+            stops.append(float(doc["time"]))
+
+    RE.msg_hook = clock
+    token = RE.subscribe(on_stop)
+    try:
+        started = time.perf_counter()
+        (uid,) = RE(time_scan(bl.panda, frames, period))
+        wall = time.perf_counter() - started
+        returned = time.time()
+    finally:
+        RE.msg_hook = None
+        RE.unsubscribe(token)
+    readable_at, last = wait_readable(client, uid, frames - 1)
+    (stop_time,) = stops
+    flyer = next(
+        name for _, cmd, name in clock.marks if cmd == "kickoff" and "-seq" in name
+    )
+    triggers = clock.triggers_running(flyer) - started
+    phases = {
+        "open_run": clock.marks[clock.first("open_run")][0] - started,
+        "armed": clock.marks[clock.first("declare_stream")][0] - started,
+        "triggers": triggers,
+        "stop": clock.marks[clock.first("close_run")][0] - started,
+        "return": wall,
+    }
+    if check:
+        t = _trigger_times(client, uid)
+        assert len(t) == frames, f"{len(t)} rows in Tiled for {frames} frames"
+        ticks = np.rint(t / TICK).astype(np.int64)
+        assert np.all(np.diff(ticks) == round(period / TICK)), "spacing is not exact"
+        assert last == t[-1]
+    return FlyResult(
+        uid=uid,
+        frames=frames,
+        period=period,
+        wall=wall,
+        latency=readable_at - stop_time,
+        first_trigger=triggers,
+        writer_wait=returned - stop_time,
+        read=readable_at - returned,
+        phases=phases,
+    )
+
+
+def _trigger_times(client: Any, uid: str) -> np.ndarray:
+    from panda_flyscan.storage import read_field
+
+    return np.asarray(read_field(client, uid, "primary", "trigger_time"))
+
+
+def step(RE: Any, bl: Any, client: Any, points: int, period: float) -> float:
+    """Wall time of ``bp.count([INENC1.VAL], points, delay=period)`` into Tiled
+    (a writer must be subscribed); the Events are checked in Tiled."""
+    import bluesky.plans as bp
+
+    from panda_flyscan.storage import read_events
+
+    encoder = bl.panda.inenc[1].val
+    started = time.perf_counter()
+    (uid,) = RE(bp.count([encoder], points, delay=period))
+    wall = time.perf_counter() - started
+    rows = len(read_events(client, uid))
     assert rows == points, f"{rows} events in Tiled for {points} points"
     return wall
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--frames", type=int, nargs="+", default=[1000, 10000, 100000])
+    parser.add_argument("--frames", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--period", type=float, default=1e-3)
-    parser.add_argument("--step-max", type=int, default=10000)
-    parser.add_argument("--attach", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    with (
-        tempfile.TemporaryDirectory(prefix="plans-bench-") as tmp,
-        _beamline(args.attach) as (prefix, host),
-    ):
-        data = Path(tmp) / "panda"
-        data.mkdir()
-        with TiledService(
-            Path(tmp) / "tiled", api_key=API_KEY, readable=[data]
-        ) as tiled:
-            RE = RunEngine({})
-            writer = subscribe_tiled_writer(
-                RE,
-                tiled.uri,
-                API_KEY,
-                external_dirs=[data],
-                journal_dir=Path(tmp) / "j",
-            )
-            bl = simulated_beamline_devices(data, panda_prefix=prefix, panda_host=host)
-            client = tiled.client()
-            fly(RE, bl, client, 100, args.period)  # warm-up: connections, caches
-            results = []
-            step_rate: tuple[int, float] | None = None
-            for n in args.frames:
-                fly_wall = fly(RE, bl, client, n, args.period)
-                if n <= args.step_max:
-                    step_wall = step(RE, bl, client, n)
-                    step_rate = (n, step_wall)
-                    extrapolated = False
-                else:
-                    assert step_rate is not None, "run at least one step scan"
-                    step_wall = step_rate[1] / step_rate[0] * n
-                    extrapolated = True
-                results.append((n, fly_wall, step_wall, extrapolated))
-                print(
-                    f"N={n}: flyscan {fly_wall:.2f} s, step scan {step_wall:.1f} s"
-                    f"{' (extrapolated)' if extrapolated else ''}",
-                    flush=True,
-                )
-            RE.unsubscribe(writer.token)
-            writer.close()
-            with contextlib.suppress(Exception):
-                from bluesky.run_engine import call_in_bluesky_event_loop
 
-                call_in_bluesky_event_loop(bl.motor("x").close(), timeout=5)
-    period = args.period
-    print()
-    print(f"Time-based flyscan at {1 / period:g} Hz vs step scan, into Tiled")
-    print("efficiency = wall time of the plan / (N x period); 1.00 = no overhead")
-    print()
-    header = (
-        f"| {'N':>7} | {'N x period':>10} | {'flyscan':>9} | {'efficiency':>10} "
-        f"| {'step scan':>11} | {'step / (N x period)':>19} | {'step / fly':>10} |"
-    )
-    print(header)
-    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
-    for n, fly_wall, step_wall, extrapolated in results:
-        ideal = n * period
-        mark = "*" if extrapolated else " "
-        print(
-            f"| {n:>7} | {ideal:>8.1f} s | {fly_wall:>7.2f} s "
-            f"| {fly_wall / ideal:>10.3f} | {step_wall:>8.1f} s{mark} "
-            f"| {step_wall / ideal:>19.1f} | {step_wall / fly_wall:>10.1f} |"
+    import tempfile
+
+    from benchmarks.suite import Options, run_suite
+
+    with tempfile.TemporaryDirectory(prefix="plans-bench-") as tmp:
+        run_suite(
+            Options(
+                only=("efficiency", "latency", "first-trigger"),
+                sizes=tuple(args.frames),
+                period=args.period,
+                repeats=args.repeats,
+                output=Path(tmp) / "results",
+            )
         )
-    if any(r[3] for r in results):
-        print("* extrapolated from the largest step scan run (--step-max)")
 
 
 if __name__ == "__main__":

@@ -1,49 +1,44 @@
 """Storage benchmark: writer overhead per document, read-back throughput.
 
-Run on demand (not a test)::
+The functions here are what ``panda-flyscan bench`` measures figure 4 with
+(see benchmarks/suite.py); run as a script it measures just that::
 
-    .venv/bin/python benchmarks/storage_bench.py [--events 3000] [--datums 1000]
+    .venv/bin/python benchmarks/storage_bench.py [--quick] [--repeats 3]
 
-Starts the package's local Tiled service (SQLite catalog, DuckDB tables) in a
-subprocess and measures, in one run:
-
-1. Overhead per Event document: ``bp.count([det], N)`` with no delay, with
-   no subscriber, then with each writer; overhead = (time - bare time) / N.
-   Writers: bluesky-tiled-plugins' ``TiledWriter`` batched (default batch
-   10000, nothing visible before the stop), the same with ``batch_size=1``
-   (live, one request per document), and ``DurableTiledWriter`` (journal +
-   background flush every 0.5 s, live). The time the RunEngine waits at the
-   stop document is included.
-2. Overhead per StreamDatum document: a run collecting N times from a
-   StreamResource-writing device (one StreamDatum per collect), same writers.
-3. Read-back of an external HDF5 dataset registered from a StreamResource:
-   whole-array read through Tiled versus h5py on the same file.
-
-Prints the figures and their ratios.
+1. Overhead per Event document: ``bp.count([det], N)`` (ophyd.sim's det, no
+   delay) with no subscriber, then with each writer, one after the other in
+   each repeat; overhead = (time - bare time) / N. Writers: bluesky-tiled-
+   plugins' ``TiledWriter`` (default batching: one request per 10000 rows or
+   at the stop) and the package's ``DurableTiledWriter`` (journal on disk +
+   background flush every 0.5 s). The time the RunEngine waits at the stop
+   document (until the run is in Tiled) is included.
+2. Overhead per StreamDatum document: a run collecting N times from a device
+   writing StreamResource/StreamDatum (one StreamDatum per collect, as a
+   detector or the PandA emits), same writers.
+3. Read-back of a PandA dataset (the suite captures 1e6 rows through the real
+   IOC): every captured field read through Tiled (``read_stream``) versus
+   h5py on the same file, alternately.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import bluesky.plan_stubs as bps
-import bluesky.plans as bp
 import h5py
 import numpy as np
-from bluesky import RunEngine
-from bluesky_tiled_plugins import TiledWriter
-from event_model import ComposeStreamResource
-from ophyd.sim import hw
 
-from panda_flyscan.storage import DurableTiledWriter, TiledService
-
-API_KEY = "bench"
+__all__ = [
+    "StreamingDevice",
+    "collect_plan",
+    "read_h5py",
+    "read_tiled",
+    "write_datum_file",
+    "writer_overhead",
+]
 
 
 class StreamingDevice:
@@ -78,6 +73,8 @@ class StreamingDevice:
         return self.index
 
     def collect_asset_docs(self, index: int | None = None) -> Iterator[tuple[str, Any]]:
+        from event_model import ComposeStreamResource
+
         self.index = min(self.index + self.rows_per_collect, self.shape[0])
         if self._bundle is None:
             self._bundle = ComposeStreamResource()(
@@ -101,6 +98,9 @@ class StreamingDevice:
 
 
 def collect_plan(device: StreamingDevice, collects: int):
+    """A run with one StreamDatum per collect, ``collects`` times."""
+    import bluesky.plan_stubs as bps
+
     device.index = device.emitted = 0
     device._bundle = None
     # bluesky types these stubs for Readable/Flyable; a Collectable is enough.
@@ -113,157 +113,93 @@ def collect_plan(device: StreamingDevice, collects: int):
     return uid
 
 
-def timed(RE: RunEngine, plan_factory: Callable[[], Any], repeat: int = 3) -> float:
-    """Best of ``repeat`` wall times of running the plan."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        RE(plan_factory())
-        times.append(time.perf_counter() - start)
-    return min(times)
+def write_datum_file(path: Path, rows: int) -> StreamingDevice:
+    """A small HDF5 dataset (``rows`` x 4 x 4 u2) and a device streaming it."""
+    shape = (rows, 4, 4)
+    with h5py.File(path, "w") as handle:
+        handle["/data"] = np.arange(np.prod(shape), dtype="<u2").reshape(shape)
+    return StreamingDevice(path, "/data", shape, "<u2")
 
 
-def with_writer(
-    RE: RunEngine, make: Callable[[], Any], plan_factory: Callable[[], Any], repeat: int
-) -> tuple[float, Any]:
-    writer = make()
-    token = RE.subscribe(writer)
-    try:
-        return timed(RE, plan_factory, repeat), writer
-    finally:
-        RE.unsubscribe(token)
-        if isinstance(writer, DurableTiledWriter):
-            writer.close()
+def _timed(RE: Any, plan: Any) -> float:
+    start = time.perf_counter()
+    RE(plan)
+    return time.perf_counter() - start
+
+
+def writer_overhead(
+    RE: Any,
+    plan_for: Callable[[], Any],
+    documents: int,
+    writers: dict[str, Callable[[], Any]],
+    repeats: int,
+) -> dict[str, list[float]]:
+    """Seconds of overhead per document of each writer, one sample per repeat.
+
+    Each repeat runs the plan with no subscriber, then with each writer
+    (made before the timed run, closed after), one after the other, so the
+    bare time a writer is compared with was measured moments before.
+    ``plan_for()`` makes a plan emitting ``documents`` documents of the kind
+    measured. Also returns the bare seconds per document as ``"bare"``.
+    """
+    out: dict[str, list[float]] = {"bare": [], **{name: [] for name in writers}}
+    for _ in range(repeats):
+        bare = _timed(RE, plan_for())
+        out["bare"].append(bare / documents)
+        for name, make in writers.items():
+            writer = make()
+            token = RE.subscribe(writer)
+            try:
+                elapsed = _timed(RE, plan_for())
+            finally:
+                RE.unsubscribe(token)
+                close = getattr(writer, "close", None)
+                if close is not None:
+                    close()
+            out[name].append((elapsed - bare) / documents)
+    return out
+
+
+def read_h5py(path: Path, datasets: Sequence[str]) -> dict[str, np.ndarray]:
+    """Whole datasets of an HDF5 file, with h5py."""
+    with h5py.File(path, "r") as handle:
+        out = {}
+        for name in datasets:
+            dataset = handle[name]
+            assert isinstance(dataset, h5py.Dataset)
+            out[name] = np.asarray(dataset[()])
+        return out
+
+
+def read_tiled(
+    client: Any, uid: str, variables: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """Whole data keys of a run's ``primary`` stream, through Tiled."""
+    from panda_flyscan.storage import read_stream
+
+    dataset = read_stream(client, uid, variables=list(variables))
+    return {name: np.asarray(dataset[name]) for name in variables}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--events", type=int, default=3000, help="events per run")
-    parser.add_argument("--datums", type=int, default=1000, help="StreamDatums per run")
-    parser.add_argument(
-        "--live-docs", type=int, default=200, help="docs for batch_size=1"
-    )
-    parser.add_argument(
-        "--frames", type=int, default=200, help="frames of the read test"
-    )
+    parser.add_argument("--quick", action="store_true", help="fewer, smaller runs")
+    parser.add_argument("--repeats", type=int, default=None)
     args = parser.parse_args()
 
-    base = Path(tempfile.mkdtemp(prefix="storage-bench-"))
-    external = base / "external"
-    external.mkdir()
-    print(f"working directory: {base}")
-    with TiledService(base / "tiled", api_key=API_KEY, readable=[external]) as service:
-        client = service.client()
-        RE = RunEngine({})
-        det = hw().det
+    import tempfile
 
-        def journal() -> Path:
-            return base / f"journal-{time.monotonic_ns()}"
+    from benchmarks.suite import Options, run_suite
 
-        writers: dict[str, Callable[[], Any]] = {
-            "TiledWriter batched (default)": lambda: TiledWriter(client),
-            "TiledWriter batch_size=1": lambda: TiledWriter(client, batch_size=1),
-            "DurableTiledWriter (ours)": lambda: DurableTiledWriter(
-                client, journal_dir=journal()
-            ),
-        }
-
-        # ---- 1. Event documents ------------------------------------------
-        def results_for(
-            title: str, n_full: int, plan_for: Callable[[int], Callable[[], Any]]
-        ) -> None:
-            print(f"\n== {title} ==")
-            rows: dict[str, float] = {}
-            bare_full = timed(RE, plan_for(n_full))
-            bare_live = timed(RE, plan_for(args.live_docs))
-            print(f"  no subscriber: {bare_full / n_full * 1e6:8.1f} us per document")
-            for label, make in writers.items():
-                n, bare = (
-                    (args.live_docs, bare_live)
-                    if "batch_size=1" in label
-                    else (n_full, bare_full)
-                )
-                repeat = 1 if "batch_size=1" in label else 3
-                elapsed, writer = with_writer(RE, make, plan_for(n), repeat)
-                rows[label] = (elapsed - bare) / n
-                extra = ""
-                if isinstance(writer, DurableTiledWriter):
-                    in_thread = writer.stats.mean_call_seconds * 1e6
-                    extra = f"  (in RunEngine thread: {in_thread:.0f} us mean per call)"
-                print(f"  {label:32s} {rows[label] * 1e6:9.1f} us per document{extra}")
-            batched = rows["TiledWriter batched (default)"]
-            for label, value in rows.items():
-                print(f"  ratio {label:26s} / batched: {value / batched:6.2f}")
-
-        results_for(
-            f"overhead per Event document (bp.count, {args.events} events)",
-            args.events,
-            lambda n: lambda: bp.count([det], n),
-        )
-
-        # ---- 2. StreamDatum documents ---------------------------------------
-        frame_shape = (max(args.datums, args.live_docs), 4, 4)
-        small = external / "datums.h5"
-        with h5py.File(small, "w") as handle:
-            handle["/data"] = np.arange(np.prod(frame_shape), dtype="<u2").reshape(
-                frame_shape
+    with tempfile.TemporaryDirectory(prefix="storage-bench-") as tmp:
+        run_suite(
+            Options(
+                only=("writer", "readback"),
+                quick=args.quick,
+                repeats=args.repeats,
+                output=Path(tmp) / "results",
             )
-        device = StreamingDevice(small, "/data", frame_shape, "<u2")
-        results_for(
-            f"overhead per StreamDatum document ({args.datums} collects)",
-            args.datums,
-            lambda n: lambda: collect_plan(device, n),
         )
-
-        # ---- 3. read-back throughput --------------------------------------------
-        print(
-            f"\n== read-back of an external HDF5 dataset "
-            f"({args.frames} x 512 x 512 u2) =="
-        )
-        big_shape = (args.frames, 512, 512)
-        big = external / "frames.h5"
-        rng = np.random.default_rng(0)
-        with h5py.File(big, "w") as handle:
-            handle.create_dataset(
-                "/entry/data/data",
-                data=rng.integers(0, 4096, size=big_shape, dtype="<u2"),
-                chunks=(1, 512, 512),
-            )
-        device = StreamingDevice(big, "/entry/data/data", big_shape, "<u2")
-        device.rows_per_collect = 10
-        writer = DurableTiledWriter(client, journal_dir=journal())
-        token = RE.subscribe(writer)
-        (uid,) = RE(collect_plan(device, args.frames // 10))  # type: ignore[misc]
-        RE.unsubscribe(token)
-        writer.close()
-        nbytes = int(np.prod(big_shape)) * 2
-
-        def read_h5py() -> np.ndarray:
-            with h5py.File(big, "r") as handle:
-                return np.asarray(handle["/entry/data/data"])
-
-        def read_tiled() -> np.ndarray:
-            return np.asarray(client[uid]["primary"]["frames"].read())
-
-        reference = read_h5py()
-        assert np.array_equal(read_tiled().reshape(big_shape), reference)
-        t_h5 = statistics.median(_time(read_h5py) for _ in range(5))
-        t_tiled = statistics.median(_time(read_tiled) for _ in range(5))
-        mb = nbytes / 1e6
-        print(
-            f"  h5py on the file:  {mb / t_h5:8.0f} MB/s  "
-            f"({t_h5 * 1e3:.0f} ms for {mb:.0f} MB)"
-        )
-        print(
-            f"  through Tiled:     {mb / t_tiled:8.0f} MB/s  ({t_tiled * 1e3:.0f} ms)"
-        )
-        print(f"  ratio Tiled / h5py throughput: {t_h5 / t_tiled:.3f}")
-
-
-def _time(func: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    func()
-    return time.perf_counter() - start
 
 
 if __name__ == "__main__":

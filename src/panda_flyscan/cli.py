@@ -22,14 +22,17 @@ def main() -> None:
       panda-flyscan sim --prefix SIM     serve a simulated PandA through the real IOC
       panda-flyscan tiled serve          run the bundled Tiled service
       panda-flyscan sim conformance F    check block models against timing vectors
+      panda-flyscan bench [--quick]      benchmark the whole stack, print one table
     """
 
 
 def _add_subcommands() -> None:
+    from .bench_cli import bench
     from .demo_cli import demo
     from .sim_cli import sim
     from .storage.cli import tiled
 
+    main.add_command(bench)
     main.add_command(demo)
     main.add_command(sim)
     main.add_command(tiled)

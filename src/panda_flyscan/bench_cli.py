@@ -1,0 +1,114 @@
+"""``panda-flyscan bench``: the benchmark suite (``benchmarks/`` in the repository).
+
+The suite lives beside the package (``benchmarks.suite``), installed with it
+by ``scripts/setup.sh``; it is imported only when the command runs, so
+``--help`` stays light.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+FIGURES_HELP = """
+\b
+Figures (each repeated; the table shows median, min, max and runs):
+\b
+  1. efficiency     wall time of the whole time_scan plan (staging to the
+                    run being in Tiled) / (N x period), N = 1e3, 1e4, 1e5
+                    at 1 kHz; a step scan bp.count([INENC1.VAL], N,
+                    delay=period) on the same scale; flyscan / step-scan
+                    time, pairwise per repeat
+  2. latency        the run's stop document -> last frame readable
+                    through Tiled, for each flyscan of 1
+  3. capture        highest PandA capture rate (frames/s, MB/s) the
+                    simulator + real IOC + HDF5 chain sustains without
+                    overrun, with 4 and with 16 captured fields
+  4. writer         TiledWriter and DurableTiledWriter overhead per Event
+                    and per StreamDatum document, against no writer
+     readback       a 1e6-row PandA dataset captured through the IOC, read
+                    through Tiled vs h5py on the file (MB/s, ratio)
+  5. startup        simulated beamline start-up (simulator + IOC until
+                    its PVs answer), Tiled start-up
+     connect        device connect: first in the process, then again
+     first-trigger  time_scan call -> first trigger (sequencer running)
+\b
+--quick: N = 1e3 only, fewer rates and repeats, a 1e5-row read-back: under
+2 minutes on 2 cores. The full run takes about 10 minutes.
+"""
+
+
+@click.command(epilog=FIGURES_HELP)
+@click.option(
+    "--quick", is_flag=True, help="A reduced set: small sizes, fewer repeats."
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Repeats of every figure (scans of 1e5 points get a third) "
+    "[default: per figure, printed in the table's runs column].",
+)
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("bench-results"),
+    show_default=True,
+    help="Where results.json, table.md and scan-efficiency.png go.",
+)
+@click.option(
+    "--only",
+    multiple=True,
+    metavar="NAME",
+    help="Run only these measurements (repeat the option, or separate by "
+    "commas): startup, connect, efficiency, latency, first-trigger, "
+    "readback, capture, writer.",
+)
+@click.option(
+    "--keep-data",
+    is_flag=True,
+    help="Keep the HDF5 files, Tiled catalog and logs (a temporary directory "
+    "otherwise removed at the end).",
+)
+def bench(
+    quick: bool,
+    repeats: int | None,
+    output: Path,
+    only: tuple[str, ...],
+    keep_data: bool,
+) -> None:
+    """Measure the whole stack on the simulated beamline; print one table.
+
+    Starts a simulated beamline (simulated PandA, real PandABlocks-ioc, motor,
+    detector) and a local Tiled service, runs every measurement against them,
+    stops them, prints the figures (median, min, max over repeated runs, and
+    ratios measured side by side in the same run) and writes them as JSON
+    with a plot of scan efficiency against N. See docs/benchmarks.md.
+    """
+    try:
+        from benchmarks.suite import MEASUREMENTS, Options, run_suite
+    except ImportError as err:
+        raise click.ClickException(
+            f"the benchmark suite is not importable ({err}): run from a checkout "
+            "set up by scripts/setup.sh"
+        ) from err
+
+    names = tuple(n.strip() for item in only for n in item.split(",") if n.strip())
+    unknown = sorted(set(names) - set(MEASUREMENTS))
+    if unknown:
+        raise click.BadParameter(
+            f"unknown {', '.join(unknown)}; choose from {', '.join(MEASUREMENTS)}",
+            param_hint="--only",
+        )
+    figures = run_suite(
+        Options(
+            quick=quick,
+            repeats=repeats,
+            only=names,
+            output=output,
+            keep_data=keep_data,
+        )
+    )
+    if any(f.error is not None for f in figures):
+        raise SystemExit(1)
