@@ -15,6 +15,7 @@ from ophyd_async.core import (
 from ophyd_async.epics.adcore import ADWriterFactory
 from ophyd_async.epics.adkinetix import KinetixDetector
 from ophyd_async.epics.adsimdetector import SimDetector
+from ophyd_async.epics.core import epics_signal_rw
 from ophyd_async.epics.motor import Motor, UseSetMode
 from pandablocks.asyncio import AsyncioClient
 from pandablocks.commands import Get, Raw
@@ -63,12 +64,17 @@ async def connect_motor(beamline: SimulatedBeamline) -> Motor:
 
 
 async def sim_detector(beamline: SimulatedBeamline, directory: Path) -> SimDetector:
-    """ophyd-async's stock ADSimDetector class on the simulated detector."""
+    """ophyd-async's stock ADSimDetector class on the simulated detector, in
+    internal trigger mode (SimDetector never writes TriggerMode, and other
+    tests of the session leave the shared detector in an external mode)."""
     async with init_devices():
         det = SimDetector(
             beamline.detector_prefix,
             ADWriterFactory.hdf(path_provider(directory, "sim")),
         )
+    trigger_mode = epics_signal_rw(str, f"{beamline.detector_prefix}cam1:TriggerMode")
+    await trigger_mode.connect()
+    await trigger_mode.set("Internal")
     return det
 
 
