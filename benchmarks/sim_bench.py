@@ -212,8 +212,16 @@ async def ioc_capture_rate(
         if on:
             writes.append(dataset.set(key.replace(".", "_").lower()))
     await asyncio.gather(*writes)
-    # Let the IOC see the wiring before arming.
-    await asyncio.sleep(0.3)
+    # The wiring went to the PandA behind the IOC's back: arm once the IOC's
+    # *CHANGES poll has reported this run's clock period. Polled with gets:
+    # the IOC's CLOCK1:PERIOD record does not post monitor updates for it.
+    period = 1.0 / rate_hz
+    clock_period = panda.clock[1].period  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 10
+    while abs(await clock_period.get_value() - period) > 1e-3 * period:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the IOC did not report CLOCK1.PERIOD={period:g} s")
+        await asyncio.sleep(0.05)
 
     samples: list[tuple[float, int]] = []
     await panda.stage()
