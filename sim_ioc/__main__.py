@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 
 from caproto.asyncio.server import Context
 
@@ -36,7 +35,7 @@ from .detector.ttl import LEVEL_SIGNALS
 from .motor import MotorConfig, SimMotor
 from .panda.device import SimulatedPanda
 from .panda.fields import FieldError
-from .panda.server import PandaServer
+from .panda.server import PandaServer, run_until_signalled
 from .panda.world_control import apply_sim_command
 
 
@@ -201,15 +200,7 @@ def main() -> None:
     logging.basicConfig(level=args.log_level.upper())
     logging.getLogger("caproto.circ").addFilter(_RefusalsWithoutTraceback())
 
-    async def run() -> None:
-        task = asyncio.ensure_future(serve(args, panda))
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    asyncio.run(run())
+    run_until_signalled(serve(args, panda))
 
 
 if __name__ == "__main__":

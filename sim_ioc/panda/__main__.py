@@ -6,12 +6,9 @@ Prints ``READY`` once both ports listen; stops cleanly on SIGINT or SIGTERM.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import logging
-import signal
 
-from .server import serve
+from .server import run_until_signalled, serve
 
 
 def main() -> None:
@@ -25,17 +22,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper())
 
-    async def run() -> None:
-        task = asyncio.ensure_future(
-            serve(args.host, args.control_port, args.data_port)
-        )
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    asyncio.run(run())
+    run_until_signalled(serve(args.host, args.control_port, args.data_port))
 
 
 if __name__ == "__main__":

@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from .capture import End, Event, Frames, Start
 from .device import SimulatedPanda
@@ -202,3 +205,18 @@ async def serve(host: str, control_port: int = 8888, data_port: int = 8889) -> N
     async with PandaServer(SimulatedPanda(), host, control_port, data_port):
         print("READY", flush=True)
         await asyncio.Event().wait()
+
+
+def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` in a new event loop until it ends or SIGINT/SIGTERM
+    cancels it (the simulators' entry points: a clean stop either way)."""
+
+    async def run() -> None:
+        task = asyncio.ensure_future(main)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())

@@ -21,7 +21,6 @@ from ophyd_async.core import (
     TriggerInfo,
     init_devices,
 )
-from ophyd_async.epics.core import epics_signal_rw
 from ophyd_async.fastcs.panda import HDFPanda
 
 from sim_ioc.detector import DetectorConfig, SimAreaDetector, decode
@@ -192,12 +191,8 @@ async def test_internal_exposures_captured_on_ttlin1_edges_through_the_ioc(
         pcap.ts_trig_capture.set("Value"),  # type: ignore[attr-defined]
         pcap.ts_trig_dataset.set("ts"),  # type: ignore[attr-defined]
     )
+    # (sim_detector puts the shared detector back in internal trigger mode)
     det = await sim_detector(beamline, tmp_path / "det")
-    # The stock SimDetector only triggers internally and never writes the
-    # cam's TriggerMode: an earlier test may have left it on external edges.
-    mode = epics_signal_rw(str, beamline.detector_prefix + "cam1:TriggerMode")
-    await mode.connect()
-    await mode.set("Internal")
     (tmp_path / "det").mkdir()
     await panda.stage()
     try:
