@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sim_ioc.launcher import (
+from panda_flyscan.app.simulated.launcher import (
     DevicePorts,
     EpicsPorts,
     SimulatedBeamline,

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from benchmarks.plot import efficiency_series, plot_efficiency
-from benchmarks.stats import (
+from panda_flyscan.app.bench.plot import efficiency_series, plot_efficiency
+from panda_flyscan.app.bench.stats import (
     SCHEMA,
     Figure,
     format_table,
@@ -25,7 +25,7 @@ from benchmarks.stats import (
     to_json,
     write_json,
 )
-from benchmarks.suite import (
+from panda_flyscan.app.bench.suite import (
     FULL,
     GROUPS,
     MEASUREMENTS,
@@ -34,7 +34,7 @@ from benchmarks.suite import (
     budget_for,
     selected,
 )
-from panda_flyscan.cli import main
+from panda_flyscan.app.cli import main
 
 
 def make_figures() -> list[Figure]:

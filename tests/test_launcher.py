@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from sim_ioc.launcher import (
+from panda_flyscan.app.simulated.launcher import (
     LOOPBACK,
     PANDA_PORTS,
     BeamlineError,
@@ -90,7 +90,7 @@ def test_a_child_ignoring_sigterm_is_killed_with_its_group(tmp_path: Path) -> No
         [sys.executable, "-c", code],
         tmp_path / "stubborn.log",
         {},
-        ready_line="READY",
+        ready="READY",
     )
     # Orphans of our children become ours, so the test can reap the grandchild
     # (where PID 1 reaps nothing, it would stay a zombie).
@@ -120,7 +120,7 @@ def test_exit_before_ready_reports_the_log(tmp_path: Path) -> None:
         [sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"],
         tmp_path / "broken.log",
         {},
-        ready_line="READY",
+        ready="READY",
     )
     process.start()
     with pytest.raises(BeamlineError, match=r"(?s)exited before ready.*code 3.*boom"):
@@ -214,7 +214,7 @@ def test_two_beamlines_side_by_side_are_isolated(tmp_path: Path) -> None:
 def test_sim_command_refuses_a_bad_fmc_signal_before_starting() -> None:
     from click.testing import CliRunner
 
-    from panda_flyscan.cli import main
+    from panda_flyscan.app.cli import main
 
     result = CliRunner().invoke(main, ["sim", "--fmc-signal", "FMC_IN1=square 2"])
     assert result.exit_code == 2

@@ -44,8 +44,8 @@ from ophyd_async.fastcs.panda import (
 from pandablocks.asyncio import AsyncioClient
 from pandablocks.commands import Raw
 
-from panda_flyscan.demo import read_datasets
-from sim_ioc.launcher import SimulatedBeamline
+from panda_flyscan.app.simulated.launcher import SimulatedBeamline
+from panda_flyscan.storage.hdf5 import read_datasets
 
 pytestmark = pytest.mark.ioc
 

@@ -16,8 +16,9 @@ from ophyd_async.core import (
 from ophyd_async.fastcs.panda import HDFPanda
 from pandablocks.asyncio import AsyncioClient
 from pandablocks.commands import CommandException, Get, Put, Raw
+from seq_capture import capture_seq_triggered
 
-from panda_flyscan.demo import capture_seq_triggered, read_datasets
+from panda_flyscan.storage.hdf5 import read_datasets
 
 pytestmark = pytest.mark.ioc
 

@@ -9,7 +9,6 @@ checks that no run was left open.
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,14 +17,13 @@ from typing import Any
 import pytest
 from bluesky import RunEngine
 
-from panda_flyscan.devices import Beamline, SimAxis, simulated_beamline_devices
+from panda_flyscan.app.simulated import SimAxis, simulated_beamline_devices
+from panda_flyscan.devices import Beamline
 from panda_flyscan.storage import (
     DurableTiledWriter,
     TiledService,
     subscribe_tiled_writer,
 )
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 #: Key of the test Tiled server (alphanumeric, as Tiled requires).
 API_KEY = "plantests"

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from panda_flyscan.demo import read_datasets
 from panda_flyscan.storage import external_assets, read_stream
+from panda_flyscan.storage.hdf5 import read_datasets
 
 TICK = 8e-9
 

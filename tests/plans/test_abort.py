@@ -21,8 +21,8 @@ from plan_helpers import (
     tiled_primary,
 )
 
-from panda_flyscan.demo import read_datasets
 from panda_flyscan.plans import position_scan, time_scan
+from panda_flyscan.storage.hdf5 import read_datasets
 
 pytestmark = pytest.mark.ioc
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from panda_flyscan.cli import main
-from panda_flyscan.demo import run_demo
+from panda_flyscan.app.cli import main
+from panda_flyscan.app.demo import run_demo
 
 pytestmark = pytest.mark.ioc
 

@@ -16,13 +16,11 @@ from ophyd_async.core import SignalDict
 from ophyd_async.epics.adcore import ADAcquireLogic, ADWriterFactory, AreaDetector
 from plan_helpers import assert_tiled_matches_file, panda_idle, ticks
 
-from panda_flyscan.devices import (
-    DetectorWiring,
-    EncoderWiring,
-    PandaWiring,
+from panda_flyscan.app.simulated import (
     SimulatedDetectorDriverIO,
     SimulatedDetectorTriggerLogic,
 )
+from panda_flyscan.devices import DetectorWiring, EncoderWiring, PandaWiring
 from panda_flyscan.plans import (
     DroppedTriggersError,
     PlanArgumentError,

@@ -73,7 +73,7 @@ def test_simulated_beamline_is_built_as_documented(flyscan) -> None:
     area detector wired to TTLOUT1 with its trigger source set to match."""
     from ophyd_async.epics.motor import Motor
 
-    from panda_flyscan.devices import SIM_MOTOR, SimulatedDetector
+    from panda_flyscan.app.simulated import SIM_MOTOR, SimulatedDetector
 
     bl = flyscan.beamline
     x = bl.motor("x")

@@ -12,7 +12,7 @@ from pathlib import Path
 from pandablocks.asyncio import AsyncioClient
 from pandablocks.commands import Put, Raw
 
-from sim_ioc.launcher import free_loopback_hosts
+from panda_flyscan.app.simulated.launcher import free_loopback_hosts
 from sim_ioc.panda.server import PandaServer
 
 PANDABLOCKS = [sys.executable, "-m", "pandablocks"]

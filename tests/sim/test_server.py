@@ -9,7 +9,7 @@ import pytest
 from pandablocks.asyncio import AsyncioClient
 from pandablocks.commands import Get, Raw
 
-from sim_ioc.launcher import free_loopback_hosts
+from panda_flyscan.app.simulated.launcher import free_loopback_hosts
 from sim_ioc.panda.server import PandaServer
 
 

@@ -20,7 +20,7 @@ from ophyd_async.epics.motor import Motor, UseSetMode
 from pandablocks.asyncio import AsyncioClient
 from pandablocks.commands import Get, Raw
 
-from sim_ioc.launcher import SimulatedBeamline
+from panda_flyscan.app.simulated.launcher import SimulatedBeamline
 
 #: The motor's encoder: counts per mm on INENC1 (the simulator's default).
 COUNTS_PER_MM = 1000

@@ -3,18 +3,13 @@ session's ``beamline`` fixture, from tests/conftest.py)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
+from beamline_helpers import connect_motor, panda_send
 from ophyd_async.epics.motor import Motor
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from beamline_helpers import connect_motor, panda_send
-
-from sim_ioc.launcher import SimulatedBeamline
+from panda_flyscan.app.simulated.launcher import SimulatedBeamline
 
 
 @pytest.fixture

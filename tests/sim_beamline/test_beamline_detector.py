@@ -33,8 +33,8 @@ from ophyd_async.epics.adkinetix import KinetixTriggerMode
 from ophyd_async.epics.core import epics_signal_r
 from ophyd_async.epics.motor import Motor
 
+from panda_flyscan.app.simulated.launcher import SimulatedBeamline
 from sim_ioc.detector import Stamp, decode, render
-from sim_ioc.launcher import SimulatedBeamline
 from sim_ioc.world import TICKS_PER_SECOND
 
 pytestmark = pytest.mark.ioc

@@ -28,10 +28,10 @@ from ophyd_async.core import (
 from ophyd_async.epics.motor import Motor
 from ophyd_async.fastcs.panda import HDFPanda
 
-from panda_flyscan.demo import read_datasets
+from panda_flyscan.app.simulated.launcher import SimulatedBeamline
 from panda_flyscan.storage import TiledService, read_stream, subscribe_tiled_writer
+from panda_flyscan.storage.hdf5 import read_datasets
 from sim_ioc.detector import Stamp, decode, render
-from sim_ioc.launcher import SimulatedBeamline
 
 pytestmark = pytest.mark.ioc
 

@@ -12,7 +12,7 @@ from ophyd_async.core import observe_value
 from ophyd_async.epics.core import epics_signal_r
 from ophyd_async.epics.motor import Motor, MotorLimitsError
 
-from sim_ioc.launcher import SimulatedBeamline
+from panda_flyscan.app.simulated.launcher import SimulatedBeamline
 from sim_ioc.motor import MotorConfig, SimMotor
 from sim_ioc.panda.device import SimulatedPanda
 from sim_ioc.panda.server import PandaServer

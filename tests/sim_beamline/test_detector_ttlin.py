@@ -23,9 +23,9 @@ from ophyd_async.core import (
 )
 from ophyd_async.fastcs.panda import HDFPanda
 
+from panda_flyscan.app.simulated.launcher import SimulatedBeamline
 from sim_ioc.detector import DetectorConfig, SimAreaDetector, decode
 from sim_ioc.detector.ttl import LevelSignal
-from sim_ioc.launcher import SimulatedBeamline
 from sim_ioc.panda.device import SimulatedPanda
 from sim_ioc.panda.protocol.control import ControlParser, Session, respond
 from sim_ioc.panda.server import PandaServer
@@ -226,7 +226,7 @@ async def test_internal_exposures_captured_on_ttlin1_edges_through_the_ioc(
             pcap.ts_trig_dataset.set(""),  # type: ignore[attr-defined]
             counter.enable.set("ZERO"),
         )
-    from panda_flyscan.demo import read_datasets
+    from panda_flyscan.storage.hdf5 import read_datasets
 
     ts, count = read_datasets(tmp_path / "ttlin.h5", "ts", "exposures")
     ticks = np.rint(np.asarray(ts) / 8e-9).astype(np.int64)

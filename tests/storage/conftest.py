@@ -14,7 +14,6 @@ end of the session, even when tests fail.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,8 @@ from typing import Any
 
 import pytest
 from bluesky import RunEngine
+from storage_helpers import API_KEY
+from storage_pg import find_bin_dir, postgres_cluster
 
 from panda_flyscan.storage import (
     DurableTiledWriter,
@@ -29,11 +30,6 @@ from panda_flyscan.storage import (
     render_postgres_config,
     subscribe_tiled_writer,
 )
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from storage_helpers import API_KEY
-from storage_pg import find_bin_dir, postgres_cluster
 
 
 @dataclass

@@ -8,13 +8,13 @@ import pytest
 from click.testing import CliRunner
 from tiled.config import parse_configs
 
+from panda_flyscan.app.cli.tiled import tiled
 from panda_flyscan.storage import (
     TiledServiceError,
     local_tiled_config,
     render_postgres_config,
     shipped_postgres_config_path,
 )
-from panda_flyscan.storage.cli import tiled
 from panda_flyscan.storage.server import load_config
 
 

@@ -7,21 +7,17 @@
   what the PandA captures (validated before anything is written).
 * :class:`PandaWiring`, :class:`DetectorWiring`, :class:`EncoderWiring`: the
   cabling, as data.
-* :class:`SimulatedDetector`: the simulated area detector (ADKinetix-like,
-  with readout time and dropped-trigger count); :func:`dropped_triggers_signal`.
-* :class:`SimAxis`: the simulator's axis as a flyable motor (``*SIM`` commands).
-* :func:`simulated_beamline_devices`, :func:`real_beamline_devices` (and their
-  ``async`` forms): build and connect a :class:`Beamline`.
+* :func:`dropped_triggers_signal`: a detector's dropped-trigger count, if any.
+* :func:`real_beamline_devices` (and :func:`connect_beamline`): build and
+  connect a :class:`Beamline`. The simulated beamline's devices are in
+  :mod:`panda_flyscan.app.simulated`.
 """
 
 from .beamline import (
-    SIM_DETECTOR,
-    SIM_MOTOR,
     Beamline,
     connect_beamline,
-    connect_simulated_beamline,
+    in_bluesky_loop,
     real_beamline_devices,
-    simulated_beamline_devices,
 )
 from .capture import (
     SINGLE_DATASET_MODES,
@@ -33,20 +29,12 @@ from .capture import (
     check_captures,
     parse_field,
 )
-from .detector import (
-    SimulatedDetector,
-    SimulatedDetectorDriverIO,
-    SimulatedDetectorTriggerLogic,
-    dropped_triggers_signal,
-)
+from .detector import dropped_triggers_signal
 from .panda import FlyscanPanda
 from .paths import RunFilePathProvider
-from .sim_axis import SimAxis
 from .wiring import DetectorWiring, EncoderWiring, PandaWiring, WiringError
 
 __all__ = [
-    "SIM_DETECTOR",
-    "SIM_MOTOR",
     "SINGLE_DATASET_MODES",
     "Beamline",
     "Capture",
@@ -57,18 +45,13 @@ __all__ = [
     "FlyscanPanda",
     "PandaWiring",
     "RunFilePathProvider",
-    "SimAxis",
-    "SimulatedDetector",
-    "SimulatedDetectorDriverIO",
-    "SimulatedDetectorTriggerLogic",
     "WiringError",
     "apply_captures",
     "capture_settings",
     "check_captures",
     "connect_beamline",
-    "connect_simulated_beamline",
     "dropped_triggers_signal",
+    "in_bluesky_loop",
     "parse_field",
     "real_beamline_devices",
-    "simulated_beamline_devices",
 ]

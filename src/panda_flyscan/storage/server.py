@@ -407,7 +407,7 @@ class TiledService:
     # -- life cycle ---------------------------------------------------------
     def command(self, ready_file: Path) -> list[str]:
         """The command line that runs the server (``panda-flyscan tiled serve``)."""
-        cmd = [sys.executable, "-m", "panda_flyscan.storage", "serve"]
+        cmd = [sys.executable, "-m", "panda_flyscan", "tiled", "serve"]
         cmd += ["--port", str(self.port), "--ready-file", str(ready_file)]
         if self.config_file is not None:
             cmd += ["--config", str(self.config_file)]

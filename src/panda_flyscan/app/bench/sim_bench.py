@@ -37,10 +37,6 @@ from pandablocks.asyncio import AsyncioClient
 from pandablocks.commands import Arm, Disarm, Get, Raw
 from pandablocks.responses import EndData, FrameData, StartData
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
 #: Capture lines for 4 and 16 fields; every field changes with the trigger
 #: except the encoders (their axes stand still).
 FIELDS: dict[int, list[str]] = {
@@ -401,7 +397,6 @@ class _Cpu:
 def _standalone_simulator(host: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "sim_ioc.panda", "--host", host],
-        cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -535,7 +530,7 @@ def main() -> None:
         sim.wait(10)
 
     if not args.no_ioc:
-        from sim_ioc.launcher import simulated_beamline
+        from panda_flyscan.app.simulated.launcher import simulated_beamline
 
         with simulated_beamline(prefix="BENCH") as beamline:
             os.environ.update(beamline.env)

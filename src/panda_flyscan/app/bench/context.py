@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from bluesky import RunEngine
 
+    from panda_flyscan.app.simulated.launcher import SimulatedBeamline
     from panda_flyscan.devices import Beamline
     from panda_flyscan.storage import DurableTiledWriter, TiledService
-    from sim_ioc.launcher import SimulatedBeamline
 
 __all__ = ["API_KEY", "BenchContext", "quiet_epics_logs"]
 
@@ -93,7 +93,7 @@ class BenchContext:
         """The simulated beamline (simulator + real IOC), started on first use;
         this process's CA/PVA environment points at it from then on."""
         if self._sim is None:
-            from sim_ioc.launcher import SimulatedBeamline
+            from panda_flyscan.app.simulated.launcher import SimulatedBeamline
 
             sim = SimulatedBeamline(self.prefix, log_dir=self.log_dir / self.prefix)
             started = time.perf_counter()
@@ -189,7 +189,7 @@ class BenchContext:
         """Build and connect a new set of the simulated beamline's devices."""
         from bluesky.run_engine import call_in_bluesky_event_loop
 
-        from panda_flyscan.devices import connect_simulated_beamline
+        from panda_flyscan.app.simulated import connect_simulated_beamline
 
         self.sim  # noqa: B018
         self.RE  # noqa: B018

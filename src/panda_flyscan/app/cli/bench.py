@@ -87,7 +87,7 @@ def bench(
     with a plot of scan efficiency against N. See docs/benchmarks.md.
     """
     try:
-        from benchmarks.suite import MEASUREMENTS, Options, run_suite
+        from panda_flyscan.app.bench.suite import MEASUREMENTS, Options, run_suite
     except ImportError as err:
         raise click.ClickException(
             f"the benchmark suite is not importable ({err}): run from a checkout "

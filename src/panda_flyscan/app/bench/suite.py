@@ -24,8 +24,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks.context import BenchContext
-from benchmarks.stats import (
+from panda_flyscan.app.bench.context import BenchContext
+from panda_flyscan.app.bench.stats import (
     Figure,
     format_table,
     machine_info,
@@ -219,7 +219,7 @@ class Suite:
 
     def fly(self, n: int) -> Any:
         """One more flyscan of ``n`` frames at the period, into Tiled."""
-        from benchmarks.plans_bench import fly
+        from panda_flyscan.app.bench.plans_bench import fly
 
         ctx = self.ctx
         with ctx.writing():
@@ -242,7 +242,7 @@ class Suite:
         Tiled catalog's first run): not counted."""
         if self._warm:
             return
-        from benchmarks.plans_bench import fly, step
+        from panda_flyscan.app.bench.plans_bench import fly, step
 
         ctx = self.ctx
         with ctx.writing():
@@ -268,7 +268,7 @@ class Measurement:
 
 def measure_startup(s: Suite) -> None:
     """Simulated beamline start-up, repeated; the shared beamline's is the first."""
-    from sim_ioc.launcher import SimulatedBeamline
+    from panda_flyscan.app.simulated.launcher import SimulatedBeamline
 
     fig = s.figure(
         "fixed.startup",
@@ -316,7 +316,7 @@ def measure_connect(s: Suite) -> None:
 
 def measure_efficiency(s: Suite) -> None:
     """Flyscan and step scan of the same N, alternately in each repeat."""
-    from benchmarks.plans_bench import step
+    from panda_flyscan.app.bench.plans_bench import step
 
     period = s.options.period
     s.warm_up()
@@ -438,13 +438,13 @@ def measure_readback(s: Suite) -> None:
     read whole through Tiled and with h5py, alternately."""
     import numpy as np
 
-    from benchmarks.storage_bench import read_h5py, read_tiled
+    from panda_flyscan.app.bench.storage_bench import read_h5py, read_tiled
     from panda_flyscan.storage import external_assets
 
     b = s.budget
     rows = b.readback_rows
     s.warm_up()
-    from benchmarks.plans_bench import fly
+    from panda_flyscan.app.bench.plans_bench import fly
 
     with s.ctx.writing():
         result = fly(s.ctx.RE, s.ctx.beamline, s.ctx.client, rows, b.readback_period)
@@ -525,7 +525,7 @@ class CaptureAPIMissing(RuntimeError):
 
 
 def _sim_bench_api() -> tuple[Any, Any, Any]:
-    from benchmarks import sim_bench
+    from panda_flyscan.app.bench import sim_bench
 
     names = ("ioc_capture_rate", "highest_sustained", "FIELDS")
     found = [getattr(sim_bench, name, None) for name in names]
@@ -658,7 +658,11 @@ def measure_writer(s: Suite) -> None:
     from bluesky_tiled_plugins import TiledWriter
     from ophyd.sim import hw
 
-    from benchmarks.storage_bench import collect_plan, write_datum_file, writer_overhead
+    from panda_flyscan.app.bench.storage_bench import (
+        collect_plan,
+        write_datum_file,
+        writer_overhead,
+    )
     from panda_flyscan.storage import DurableTiledWriter
 
     b = s.budget
@@ -905,7 +909,7 @@ def _report(
     output: Path,
     log: Callable[[str], None],
 ) -> None:
-    from benchmarks.plot import plot_efficiency
+    from panda_flyscan.app.bench.plot import plot_efficiency
 
     machine = meta["machine"]
     table = format_table(figures)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from . import __version__
+from ... import __version__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,10 +27,10 @@ def main() -> None:
 
 
 def _add_subcommands() -> None:
-    from .bench_cli import bench
-    from .demo_cli import demo
-    from .sim_cli import sim
-    from .storage.cli import tiled
+    from .bench import bench
+    from .demo import demo
+    from .sim import sim
+    from .tiled import tiled
 
     main.add_command(bench)
     main.add_command(demo)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .config import (
+from ...storage.config import (
     CLIENT_API_KEY_ENV,
     DEFAULT_API_KEY,
     DEFAULT_PORT,
@@ -20,7 +20,7 @@ from .config import (
     render_postgres_config,
     shipped_postgres_config_path,
 )
-from .errors import StorageError
+from ...storage.errors import StorageError
 
 DEFAULT_URI = f"http://127.0.0.1:{DEFAULT_PORT}"
 
@@ -97,7 +97,7 @@ def serve(
     authentication, bound to 127.0.0.1. Prints the API URI on stdout once the
     server answers; logs go to stderr.
     """
-    from .server import run_server, serve_local
+    from ...storage.server import run_server, serve_local
 
     def on_ready(uri: str) -> None:
         click.echo(uri)
@@ -278,7 +278,7 @@ def check(uri: str, api_key: str, external_dir: tuple[Path, ...]) -> None:
     accepts the key, lets it create nodes and tables (a probe, then deleted),
     and can read files in each --external-dir.
     """
-    from .checks import check_can_write, check_readable, connect
+    from ...storage.checks import check_can_write, check_readable, connect
 
     try:
         client = connect(uri, api_key=api_key)
@@ -317,9 +317,9 @@ def replay(
     by an outage is replaced. Runs still being written are skipped. Exits with
     status 1 if any journal failed.
     """
-    from .checks import REPLAY_SCOPES, check_can_write, connect
-    from .journal import ReplayStatus, pending_journals
-    from .journal import replay as do_replay
+    from ...storage.checks import REPLAY_SCOPES, check_can_write, connect
+    from ...storage.journal import ReplayStatus, pending_journals
+    from ...storage.journal import replay as do_replay
 
     sources: list[Path] = list(journals) or [journal_dir or default_journal_dir()]
     if list_only:

@@ -1,7 +1,9 @@
 """A motion axis of the simulated PandA's world, as an ophyd-async device.
 
-Until the simulated EPICS motor exists, the position-based plan flies this
-adapter instead: it has the shape of ophyd-async's ``Motor`` that the plans use
+The simulated beamline's motors are EPICS motor records (ophyd-async's
+``Motor``); this adapter remains for tests that need an exactly known
+constant-speed motion (no acceleration, no record in between). It has the
+shape of ophyd-async's ``Motor`` that the plans use
 (``set``/``stop``/``locate``; ``prepare(FlyMotorInfo)``/``kickoff``/``complete``
 with a run-up; ``velocity``, ``max_velocity``, ``acceleration_time``,
 ``user_readback``, ``motor_egu`` signals) and moves the simulator's axis with its

@@ -75,7 +75,7 @@ def demo(
     writing into Tiled; prints where the data is and a summary read back from
     Tiled; stops what it started.
     """
-    from .demo import run_demo
+    from ..demo import run_demo
 
     try:
         run_demo(

@@ -1,7 +1,7 @@
 """``panda-flyscan sim``: serve the simulated beamline, and check block models.
 
-The beamline itself lives in :mod:`sim_ioc.launcher`; this module is only its
-command line.
+The beamline itself lives in :mod:`panda_flyscan.app.simulated.launcher`;
+this module is only its command line.
 """
 
 from __future__ import annotations
@@ -99,8 +99,9 @@ def sim(
     if ctx.invoked_subcommand is not None:
         return
     from sim_ioc.__main__ import make_panda
-    from sim_ioc.launcher import BeamlineError, SimulatedBeamline
     from sim_ioc.panda.fields import FieldError
+
+    from ..simulated.launcher import BeamlineError, SimulatedBeamline
 
     try:  # refused here, before anything starts, with the simulator's reason
         make_panda(list(fmc_signal))

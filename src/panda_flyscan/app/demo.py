@@ -4,151 +4,22 @@ Starts the simulated PandA and the real PandABlocks-ioc (or attaches to a
 running one), starts the bundled Tiled service, runs one of the flyscan plans
 with a RunEngine writing into Tiled, and prints where the data is and a short
 summary read back from Tiled.
-
-:func:`capture_seq_triggered` and :func:`read_datasets` are the lower-level
-helpers the IOC tests use (ophyd-async's HDFPanda driven directly, no plan).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
-#: SEQ prescale of :func:`capture_seq_triggered`: table times in microseconds.
-PRESCALE_US = 1.0
 #: The plans the demo can run.
 DEMO_PLANS = ("time", "position", "async")
-
-
-@dataclass(frozen=True)
-class SeqCapture:
-    """What a SEQ-triggered capture wrote."""
-
-    path: Path
-    frames: int
-    period: float
-    ts_trig: np.ndarray
-    counter: np.ndarray
-
-
-async def capture_seq_triggered(
-    prefix: str, directory: Path, frames: int, period_us: int, pulse_us: int
-) -> SeqCapture:
-    """Capture ``frames`` triggers ``period_us`` apart through the IOC into HDF5.
-
-    Wiring: SEQ1 pulses OUTA (``pulse_us`` high per ``period_us``); PCAP
-    captures TS_TRIG and COUNTER1.OUT on each rising edge while SEQ1 is active;
-    COUNTER1 counts the same edges.
-    """
-    from ophyd_async.core import (
-        DetectorTrigger,
-        StaticFilenameProvider,
-        StaticPathProvider,
-        TriggerInfo,
-        init_devices,
-        wait_for_value,
-    )
-    from ophyd_async.fastcs.panda import (
-        HDFPanda,
-        PandaBitMux,
-        PandaTimeUnits,
-        SeqTable,
-        SeqTrigger,
-    )
-
-    if frames < 1:
-        raise ValueError(f"frames must be at least 1, got {frames}")
-    if not 0 < pulse_us < period_us:
-        raise ValueError(
-            f"pulse ({pulse_us} us) must be shorter than the period ({period_us} us)"
-        )
-    directory.mkdir(parents=True, exist_ok=True)
-    provider = StaticPathProvider(StaticFilenameProvider("seq_capture"), directory)
-    async with init_devices():
-        panda = HDFPanda(prefix, provider)
-
-    seq, pcap = panda.seq[1], panda.pcap
-    counter = panda.counter[1]  # type: ignore[attr-defined]
-    await asyncio.gather(
-        seq.enable.set(PandaBitMux.ZERO),
-        seq.prescale_units.set(PandaTimeUnits.US),
-        counter.enable.set("PCAP.ACTIVE"),
-        counter.trig.set("SEQ1.OUTA"),
-        counter.step.set(1),
-        counter.out_capture.set("Value"),
-        counter.out_dataset.set("counter"),
-        pcap.enable.set("SEQ1.ACTIVE"),  # type: ignore[attr-defined]
-        pcap.gate.set("ONE"),  # type: ignore[attr-defined]
-        pcap.trig.set("SEQ1.OUTA"),  # type: ignore[attr-defined]
-        pcap.trig_edge.set("Rising"),  # type: ignore[attr-defined]
-        pcap.ts_trig_capture.set("Value"),  # type: ignore[attr-defined]
-        pcap.ts_trig_dataset.set("ts_trig"),  # type: ignore[attr-defined]
-    )
-    await seq.prescale.set(PRESCALE_US)
-    await seq.repeats.set(1)
-    await seq.table.set(
-        SeqTable.row(
-            repeats=frames,
-            trigger=SeqTrigger.IMMEDIATE,
-            time1=pulse_us,
-            outa1=True,
-            time2=period_us - pulse_us,
-        )
-    )
-    await panda.stage()
-    try:
-        await panda.prepare(
-            TriggerInfo(number_of_events=frames, trigger=DetectorTrigger.EXTERNAL_LEVEL)
-        )
-        await panda.kickoff()
-        await seq.enable.set(PandaBitMux.ONE)
-        await panda.complete()
-        await wait_for_value(seq.active, False, timeout=10)
-    finally:
-        await seq.enable.set(PandaBitMux.ZERO)
-        await panda.unstage()
-    path = directory / "seq_capture.h5"
-    ts, count = read_datasets(path, "ts_trig", "counter")
-    return SeqCapture(path, frames, period_us * 1e-6, ts, count)
-
-
-def read_datasets(path: Path, *names: str, timeout: float = 10.0) -> list[np.ndarray]:
-    """Read whole 1-D datasets from an HDF5 file the PandA IOC wrote and closed.
-
-    The IOC closes the file on its own thread just after capture stops (no PV
-    says when). Until then HDF5's lock refuses a plain open (an SWMR open
-    would succeed, and a plain open right after it could still race the
-    close), so retry a plain open until ``timeout``: on return the file is
-    closed.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with h5py.File(path, "r") as f:
-                out = []
-                for name in names:
-                    dataset = f[name]
-                    if not isinstance(dataset, h5py.Dataset):
-                        raise KeyError(f"{path} has no dataset {name!r}")
-                    out.append(np.asarray(dataset[()]))
-            return out
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
-# -- the demo -------------------------------------------------------------------
 
 
 #: What the demo needs to find the simulated beamline's devices.
@@ -170,7 +41,7 @@ def _beamline(prefix: str, attach: bool) -> Iterator[dict[str, str]]:
         print(f"Attached to the simulated PandA at {os.environ['PANDA_HOST']}")
         yield {v: os.environ[v] for v in _BEAMLINE_VARIABLES}
         return
-    from sim_ioc.launcher import simulated_beamline
+    from .simulated.launcher import simulated_beamline
 
     print(
         "Starting the simulated beamline (PandA, real PandABlocks-ioc, motor, "
@@ -194,7 +65,7 @@ def _demo_plan(
     exposure: float | None,
     detector: bool,
 ):
-    from .plans import async_scan, position_scan, time_scan
+    from ..plans import async_scan, position_scan, time_scan
 
     md = {"purpose": "panda-flyscan demo"}
     dets = [bl.detectors["det"]] if detector else []
@@ -251,14 +122,14 @@ def run_demo(
     from bluesky import RunEngine
     from bluesky.run_engine import call_in_bluesky_event_loop
 
-    from .devices import simulated_beamline_devices
-    from .plans import install_progress_bar, seq_timing
-    from .storage import (
+    from ..plans import install_progress_bar, seq_timing
+    from ..storage import (
         TiledService,
         external_assets,
         read_stream,
         subscribe_tiled_writer,
     )
+    from .simulated import simulated_beamline_devices
 
     if plan not in DEMO_PLANS:
         raise ValueError(f"plan must be one of {', '.join(DEMO_PLANS)}, got {plan!r}")

@@ -43,19 +43,20 @@ import errno
 import json
 import os
 import random
-import shlex
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import Any
+
+import sim_ioc
+
+from ...polling import poll_until
+from ...processes import ManagedProcess, ProcessError, log_tail
 
 __all__ = [
     "BeamlineError",
@@ -72,10 +73,9 @@ __all__ = [
     "simulated_beamline",
 ]
 
-#: The repository root: the simulator runs as ``python -m sim_ioc`` from here.
-REPO_ROOT = Path(__file__).resolve().parent.parent
-#: Where ``scripts/setup.sh`` puts the IOC's own environment (numpy<2, pvi 0.10).
-DEFAULT_IOC_VENV = Path(__file__).resolve().parent / ".venv"
+#: Where ``scripts/setup.sh`` puts the IOC's own environment (numpy<2, pvi 0.10):
+#: ``sim_ioc/.venv`` beside the simulator's package.
+DEFAULT_IOC_VENV = Path(sim_ioc.__file__).resolve().parent / ".venv"
 #: Set to use an IOC environment somewhere else (e.g. an installed copy).
 IOC_VENV_ENV_VAR = "PANDA_FLYSCAN_IOC_VENV"
 #: The ports the PandABlocks client and server always use.
@@ -83,7 +83,7 @@ PANDA_PORTS = (8888, 8889)
 LOOPBACK = "127.0.0.1"
 
 
-class BeamlineError(RuntimeError):
+class BeamlineError(ProcessError):
     """A simulated beamline could not be started."""
 
 
@@ -280,210 +280,11 @@ def free_epics_ports() -> EpicsPorts:
             sock.close()
 
 
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
-
-
-def _parent_death_prefix() -> list[str]:
-    """An argv prefix that makes the child get SIGTERM if this process dies.
-
-    Covers the case no ``finally`` can (this process SIGKILLed, or ended by
-    ``os._exit``): the simulator would otherwise hold its address forever.
-    Linux ties the signal to the *thread* that forked, so it is only asked for
-    from the main thread, whose end is the process's end. The shim execs the
-    real command, so the PID (and the process group) stay the same.
-    """
-    if not sys.platform.startswith("linux"):
-        return []
-    if threading.current_thread() is not threading.main_thread():
-        return []
-    shim = (
-        "import ctypes, os, signal, sys\n"
-        # prctl(PR_SET_PDEATHSIG, SIGTERM)
-        "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"
-        "if os.getppid() != int(sys.argv[1]): sys.exit(1)\n"  # parent already gone
-        "os.execv(sys.argv[2], sys.argv[2:])\n"
-    )
-    # -I -S: no site-packages to scan, just the standard library.
-    return [sys.executable, "-I", "-S", "-c", shim, str(os.getpid())]
-
-
-class ManagedProcess:
-    """One child process in its own process group, logging to a file.
-
-    Stopping signals the whole group (so the child's children go too) while the
-    child is still unreaped, so its PID, which is the group's ID, cannot have
-    been reused by then.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        argv: Sequence[str],
-        log_path: Path,
-        env: Mapping[str, str],
-        *,
-        ready_line: str | None = None,
-        keep_stdin_open: bool = False,
-    ) -> None:
-        self.name = name
-        self.argv = list(argv)
-        self.log_path = log_path
-        self.env = dict(env)
-        #: A line the child prints on stdout once it serves; None: no such line.
-        self.ready_line = ready_line
-        #: Give the child a pipe for stdin and close it only to stop it.
-        self.keep_stdin_open = keep_stdin_open
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._ready = threading.Event()
-        self._output_closed = threading.Event()
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
-
-    def start(self) -> None:
-        argv = [*_parent_death_prefix(), *self.argv]
-        log: IO[bytes] = open(self.log_path, "ab")  # noqa: SIM115 - handed to a thread
-        log.write(f"$ {shlex.join(self.argv)}\n".encode())
-        log.flush()
-        try:
-            self._proc = subprocess.Popen(
-                argv,
-                cwd=REPO_ROOT,
-                env=self.env,
-                stdin=subprocess.PIPE if self.keep_stdin_open else subprocess.DEVNULL,
-                # Watch stdout for the readiness line; otherwise straight to the log.
-                stdout=subprocess.PIPE if self.ready_line else log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # own process group; no terminal Ctrl-C
-            )
-        except BaseException:
-            log.close()
-            raise
-        if self.ready_line is None:
-            log.close()
-            return
-        stdout = self._proc.stdout
-        assert stdout is not None
-        threading.Thread(
-            target=self._copy_output,
-            args=(stdout, log),
-            name=f"{self.name}-output",
-            daemon=True,
-        ).start()
-
-    def _copy_output(self, stdout: IO[bytes], log: IO[bytes]) -> None:
-        """Copy the child's output to its log, noting the readiness line."""
-        try:
-            with stdout, log:
-                for line in stdout:
-                    log.write(line)
-                    log.flush()
-                    if line.decode(errors="replace").strip() == self.ready_line:
-                        self._ready.set()
-        finally:
-            self._output_closed.set()
-
-    def wait_ready(self, timeout: float) -> None:
-        """Wait for the readiness line; raise :class:`BeamlineError` on exit or
-        timeout."""
-        deadline = time.monotonic() + timeout
-        while not self._ready.is_set():
-            if self._output_closed.is_set() or self.exited():
-                # Let the log catch up with its last words (or a late READY).
-                self._output_closed.wait(2.0)
-                if self._ready.is_set():
-                    break
-                raise BeamlineError(self.failure(f"{self.name} exited before ready"))
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise BeamlineError(
-                    self.failure(f"{self.name} not ready after {timeout:g} s")
-                )
-            self._ready.wait(min(left, 0.1))
-
-    def _status(self) -> os.waitid_result | None:
-        """The child's exit status if it has exited, without reaping it."""
-        if self._proc is None:
-            return None
-        try:
-            return os.waitid(
-                os.P_PID, self._proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT
-            )
-        except ChildProcessError:  # already reaped
-            return None
-
-    def exited(self) -> bool:
-        """Whether the child has exited (without reaping it)."""
-        if self._proc is None or self._proc.returncode is not None:
-            return True
-        return self._status() is not None
-
-    def exit_code(self) -> int | None:
-        """The exit code (minus the signal if killed) once exited, else None."""
-        if self._proc is not None and self._proc.returncode is not None:
-            return self._proc.returncode
-        status = self._status()
-        if status is None:
-            return None
-        if status.si_code == os.CLD_EXITED:
-            return status.si_status
-        return -status.si_status
-
-    def failure(self, what: str) -> str:
-        """A message for ``what`` went wrong, with the tail of the log."""
-        code = self.exit_code()
-        status = "" if code is None else f" (exit code {code})"
-        return f"{what}{status}; log {self.log_path}, ending:\n{_tail(self.log_path)}"
-
-    def _wait_exited(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not self.exited():
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.02)
-        return True
-
-    def _signal_group(self, sig: int) -> None:
-        assert self._proc is not None
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._proc.pid, sig)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the child and its process group; idempotent.
-
-        With a stdin pipe, closing it comes first: the IOC's shell exits cleanly
-        on end of input. Then SIGTERM to the group, then SIGKILL after
-        ``timeout`` seconds.
-        """
-        proc = self._proc
-        if proc is None or proc.returncode is not None:
-            return
-        if proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                proc.stdin.close()
-            self._wait_exited(timeout)
-        # Also reaches children left in the group after the child itself exited.
-        self._signal_group(signal.SIGTERM)
-        if not self._wait_exited(timeout):
-            self._signal_group(signal.SIGKILL)
-            self._wait_exited(timeout)
-        self._signal_group(signal.SIGKILL)  # stragglers that ignored SIGTERM
-        proc.wait()
-        if proc.stdout is not None:
-            self._output_closed.wait(timeout)
-
-
 # The readiness probe runs in a child process with the client environment, so
 # it checks exactly what a client will see, and leaves this process's own CA
 # and PVA contexts (which read os.environ once) untouched.
 _PROBE_CODE = (
-    "import sys; from sim_ioc.launcher import _probe_main; "
+    "import sys; from panda_flyscan.app.simulated.launcher import _probe_main; "
     "sys.exit(_probe_main(sys.argv[1]))"
 )
 
@@ -695,6 +496,11 @@ class SimulatedBeamline:
             self._start_panda()
             self._start_ioc(ioc)
             self._wait_for_iocs()
+        except ProcessError as exc:
+            self.stop()
+            if isinstance(exc, BeamlineError):
+                raise
+            raise BeamlineError(str(exc)) from exc
         except BaseException:
             self.stop()
             raise
@@ -724,16 +530,16 @@ class SimulatedBeamline:
                 ],
                 self.log_dir / "panda.log",
                 env,
-                ready_line="READY",
+                ready="READY",
             )
             self.processes.append(panda)
             panda.start()
             try:
                 panda.wait_ready(self.panda_timeout)
-            except BeamlineError:
+            except ProcessError:
                 lost_race = panda.exited() and (
-                    "Errno 98" in _tail(panda.log_path, 5)
-                    or os.strerror(errno.EADDRINUSE) in _tail(panda.log_path, 5)
+                    "Errno 98" in log_tail(panda.log_path, 5)
+                    or os.strerror(errno.EADDRINUSE) in log_tail(panda.log_path, 5)
                 )
                 self.processes.remove(panda)
                 panda.stop(self.stop_timeout)
@@ -785,22 +591,29 @@ class SimulatedBeamline:
         probe.start()
         # The probe keeps its own deadline; this one only guards against a
         # probe that hangs (its imports and clean-up get a generous margin).
-        deadline = time.monotonic() + self.ioc_timeout + 30
+
+        def probe_done() -> bool:
+            for process in self.processes:
+                if process.exited():
+                    raise BeamlineError(
+                        process.failure(f"{process.name} exited during start-up")
+                    )
+            return probe.exited()
+
         try:
-            while not probe.exited():
-                for process in self.processes:
-                    if process.exited():
-                        raise BeamlineError(
-                            process.failure(f"{process.name} exited during start-up")
-                        )
-                if time.monotonic() > deadline:
-                    raise BeamlineError(probe.failure("the readiness probe hung"))
-                time.sleep(0.1)
+            poll_until(
+                probe_done,
+                timeout=self.ioc_timeout + 30,
+                interval=0.1,
+                on_timeout=lambda: BeamlineError(
+                    probe.failure("the readiness probe hung")
+                ),
+            )
             if probe.exit_code() != 0:
                 ioc = self.processes[-1]
                 raise BeamlineError(
                     f"the IOC did not answer within {self.ioc_timeout:g} s:\n"
-                    f"{_tail(probe.log_path)}\n" + ioc.failure("IOC still running")
+                    f"{log_tail(probe.log_path)}\n" + ioc.failure("IOC still running")
                 )
         finally:
             probe.stop(self.stop_timeout)

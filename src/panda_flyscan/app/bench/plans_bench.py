@@ -220,7 +220,7 @@ def main() -> None:
 
     import tempfile
 
-    from benchmarks.suite import Options, run_suite
+    from panda_flyscan.app.bench.suite import Options, run_suite
 
     with tempfile.TemporaryDirectory(prefix="plans-bench-") as tmp:
         run_suite(
