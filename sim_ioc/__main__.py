@@ -9,7 +9,9 @@ devices in one process, sharing one world and one clock.
   to the PandA's TTLIN1.
 
 ``--fmc-signal 'FMC_IN1=sine amplitude=2'`` chooses what an ADC channel sees
-(as the control port's ``*SIM.SIGNAL``).
+(as the control port's ``*SIM.SIGNAL``). Every option is a field of
+:class:`sim_ioc.config.SimulatorConfig`; the launcher passes the whole model
+as ``--config-json``.
 
 The motor and detector are served over Channel Access by caproto, on the
 interface and port of ``EPICS_CAS_INTF_ADDR_LIST`` and ``EPICS_CAS_SERVER_PORT``
@@ -30,119 +32,30 @@ import os
 from caproto.asyncio.server import Context
 
 from .ca import PutRefused
-from .detector import DetectorConfig, SimAreaDetector
-from .detector.ttl import LEVEL_SIGNALS
-from .motor import MotorConfig, SimMotor
+from .config import SimulatorConfig, add_arguments, config_from_arguments, make_panda
+from .detector import SimAreaDetector
+from .motor import SimMotor
 from .panda.device import SimulatedPanda
-from .panda.fields import FieldError
 from .panda.server import PandaServer, run_until_signalled
-from .panda.world_control import apply_sim_command
+
+__all__ = ["main", "make_panda", "serve"]
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sim_ioc", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1", help="the PandA's address")
-    parser.add_argument("--prefix", default="SIM", help="record prefix")
-    parser.add_argument("--control-port", type=int, default=8888)
-    parser.add_argument("--data-port", type=int, default=8889)
-    motor = MotorConfig()
-    parser.add_argument(
-        "--motor-axis",
-        default=motor.axis,
-        help="the PandA INENC the motor's encoder is wired to (default %(default)s)",
-    )
-    parser.add_argument(
-        "--encoder-resolution",
-        type=float,
-        default=motor.resolution,
-        help="encoder counts per motor unit (default %(default)s: 1 count/um)",
-    )
-    parser.add_argument(
-        "--encoder-offset",
-        type=float,
-        default=motor.offset,
-        help="encoder counts at dial position 0 (default %(default)s)",
-    )
-    detector = DetectorConfig()
-    parser.add_argument(
-        "--detector-ttlout",
-        type=int,
-        default=detector.ttlout,
-        help="the PandA TTLOUT cabled to the detector's trigger (default %(default)s)",
-    )
-    parser.add_argument(
-        "--readout-time",
-        type=float,
-        default=detector.readout_time,
-        help="detector dead time after each exposure, s (default %(default)s)",
-    )
-    parser.add_argument(
-        "--detector-ttlin",
-        type=int,
-        default=detector.ttlin,
-        choices=range(7),
-        metavar="{0..6}",
-        help="the PandA TTLIN the detector's exposure output is cabled to, 0: none "
-        "(default %(default)s)",
-    )
-    parser.add_argument(
-        "--detector-ttlin-signal",
-        default=detector.ttlin_signal,
-        choices=LEVEL_SIGNALS,
-        help="what that output shows: high while exposing, or while busy "
-        "(exposing or reading out) (default %(default)s)",
-    )
-    parser.add_argument(
-        "--fmc-signal",
-        action="append",
-        default=[],
-        metavar="FMC_IN<ch>=SIGNAL",
-        help="what an ADC channel sees, as *SIM.SIGNAL takes it, e.g. "
-        "'FMC_IN1=sine amplitude=2 frequency=1000' (repeatable; default 0 V)",
-    )
-    parser.add_argument("--log-level", default="WARNING")
-    return parser
-
-
-def make_panda(fmc_signals: list[str]) -> SimulatedPanda:
-    """The simulated PandA, its FMC_IN channels fed ``FMC_IN<ch>=SIGNAL`` as
-    ``*SIM.SIGNAL`` takes them; FieldError saying what is wrong with one."""
-    panda = SimulatedPanda()
-    for spec in fmc_signals:
-        name, eq, value = spec.partition("=")
-        if not eq:
-            raise FieldError(f"{spec!r} is not FMC_IN<ch>=SIGNAL")
-        apply_sim_command(panda, f"SIGNAL.{name.strip()}", value)
-    return panda
-
-
-async def serve(args: argparse.Namespace, panda: SimulatedPanda | None = None) -> None:
-    """Run until cancelled; prints READY once everything listens."""
-    panda = panda if panda is not None else make_panda(args.fmc_signal)
-    server = PandaServer(panda, args.host, args.control_port, args.data_port)
+async def serve(config: SimulatorConfig, panda: SimulatedPanda | None = None) -> None:
+    """Run the devices ``config`` describes until cancelled; prints READY once
+    everything listens. ``panda``: one already made from ``config``."""
+    panda = panda if panda is not None else make_panda(config.fmc_signals)
+    server = PandaServer(panda, config.host, config.control_port, config.data_port)
     await server.start()
     tasks: list[asyncio.Task[None]] = []
     try:
-        motor = SimMotor(
-            server,
-            f"{args.prefix}:M1",
-            MotorConfig(
-                axis=args.motor_axis,
-                resolution=args.encoder_resolution,
-                offset=args.encoder_offset,
-            ),
-        )
+        motor = SimMotor(server, f"{config.prefix}:M1", config.motor_config())
         pvdb = dict(motor.pvs)
         detector = SimAreaDetector(
             server,
-            f"{args.prefix}:DET:",
+            f"{config.prefix}:DET:",
             motor.user_position,
-            DetectorConfig(
-                ttlout=args.detector_ttlout,
-                readout_time=args.readout_time,
-                ttlin=args.detector_ttlin,
-                ttlin_signal=args.detector_ttlin_signal,
-            ),
+            config.detector_config(),
             local_pv=pvdb.get,
         )
         pvdb.update(detector.pvs)
@@ -191,16 +104,19 @@ class _RefusalsWithoutTraceback(logging.Filter):
 
 
 def main() -> None:
-    parser = _parser()
-    args = parser.parse_args()
-    try:
-        panda = make_panda(args.fmc_signal)
-    except FieldError as exc:
-        parser.error(f"--fmc-signal: {exc}")
-    logging.basicConfig(level=args.log_level.upper())
+    """``python -m sim_ioc``: build the configuration (refused with a usage
+    error before anything starts if invalid), then serve until signalled."""
+    parser = argparse.ArgumentParser(
+        prog="python -m sim_ioc",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    config = config_from_arguments(parser, parser.parse_args())
+    logging.basicConfig(level=config.log_level)
     logging.getLogger("caproto.circ").addFilter(_RefusalsWithoutTraceback())
 
-    run_until_signalled(serve(args, panda))
+    run_until_signalled(serve(config))
 
 
 if __name__ == "__main__":

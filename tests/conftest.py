@@ -14,23 +14,26 @@ from collections.abc import Iterator
 
 import pytest
 
+from panda_flyscan.app.simulated.epics_env import client_env
 from panda_flyscan.app.simulated.launcher import (
-    DevicePorts,
-    EpicsPorts,
     SimulatedBeamline,
-    client_env,
-    free_device_ports,
-    free_epics_ports,
     ioc_venv_path,
     simulated_beamline,
 )
+from panda_flyscan.app.simulated.ports import (
+    DevicePorts,
+    EpicsPorts,
+    free_device_ports,
+    free_epics_ports,
+)
+from sim_ioc.config import SimulatorConfig
 
 #: Record prefix of the session's beamline (the PandA is ``TEST:PANDA:``, the
 #: motor ``TEST:M1``, the detector ``TEST:DET:``).
 SESSION_PREFIX = "TEST"
-#: Simulator options of the session's beamline (checked by test_launcher): a
-#: constant on the last ADC channel, which no test changes.
-SESSION_SIMULATOR_ARGS = ("--fmc-signal", "FMC_IN8=constant 1.25")
+#: Simulator configuration of the session's beamline (checked by
+#: test_launcher): a constant on the last ADC channel, which no test changes.
+SESSION_SIMULATOR = SimulatorConfig(fmc_signals=("FMC_IN8=constant 1.25",))
 
 _session_ports: EpicsPorts | None = None
 _session_device_ports: DevicePorts | None = None
@@ -64,7 +67,7 @@ def beamline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatedBeam
         ports=_session_ports,
         device_ports=_session_device_ports,
         log_dir=tmp_path_factory.mktemp("beamline"),
-        simulator_args=SESSION_SIMULATOR_ARGS,
+        simulator=SESSION_SIMULATOR,
     ) as started:
         os.environ.update(started.env)  # adds PANDA_HOST and PANDA_PREFIX
         yield started

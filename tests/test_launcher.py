@@ -6,7 +6,6 @@ import ctypes
 import dataclasses
 import os
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -14,33 +13,21 @@ from typing import Any
 
 import pytest
 
+from panda_flyscan.app.simulated.epics_env import client_env, ioc_env
+from panda_flyscan.app.simulated.errors import BeamlineError
 from panda_flyscan.app.simulated.launcher import (
-    LOOPBACK,
-    PANDA_PORTS,
-    BeamlineError,
-    ManagedProcess,
     SimulatedBeamline,
-    client_env,
-    free_epics_ports,
-    ioc_env,
     ioc_venv_path,
     simulated_beamline,
 )
+from panda_flyscan.app.simulated.ports import LOOPBACK, PANDA_PORTS, free_epics_ports
+from panda_flyscan.app.simulated.ports import bindable as _tcp_bindable
+from panda_flyscan.processes import ManagedProcess, ProcessError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SIMULATOR = REPO_ROOT / "sim_ioc" / "panda" / "__main__.py"
 
 IOC = ioc_venv_path() / "bin" / "pandablocks-ioc"
-
-
-def _tcp_bindable(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
 
 
 def test_epics_ports_are_distinct_and_every_address_is_loopback() -> None:
@@ -123,7 +110,7 @@ def test_exit_before_ready_reports_the_log(tmp_path: Path) -> None:
         ready="READY",
     )
     process.start()
-    with pytest.raises(BeamlineError, match=r"(?s)exited before ready.*code 3.*boom"):
+    with pytest.raises(ProcessError, match=r"(?s)exited before ready.*code 3.*boom"):
         process.wait_ready(30)
     process.stop()
 
@@ -209,6 +196,22 @@ def test_two_beamlines_side_by_side_are_isolated(tmp_path: Path) -> None:
     for beamline in (a, b):
         assert all(p.exited() for p in beamline.processes)
         assert all(_tcp_bindable(beamline.panda_host, port) for port in PANDA_PORTS)
+
+
+def test_simulator_config_defaults_are_those_of_the_devices() -> None:
+    """The one definition of the simulator's options agrees with the devices'
+    own defaults, and reaches the simulator unchanged as JSON."""
+    from sim_ioc.config import SimulatorConfig, choices
+    from sim_ioc.detector import DetectorConfig
+    from sim_ioc.detector.ttl import LEVEL_SIGNALS
+    from sim_ioc.motor import MotorConfig
+
+    config = SimulatorConfig()
+    assert config.motor_config() == MotorConfig()
+    assert config.detector_config() == DetectorConfig()
+    assert choices("detector_ttlin_signal") == LEVEL_SIGNALS
+    custom = SimulatorConfig(readout_time=0.01, fmc_signals=("FMC_IN2=constant 1",))
+    assert SimulatorConfig.model_validate_json(custom.model_dump_json()) == custom
 
 
 def test_sim_command_refuses_a_bad_fmc_signal_before_starting() -> None:

@@ -8,6 +8,7 @@ import time
 
 import pytest
 from beamline_helpers import counts, panda_get, panda_send
+from bluesky.protocols import Reading
 from ophyd_async.core import observe_value
 from ophyd_async.epics.core import epics_signal_r
 from ophyd_async.epics.motor import Motor, MotorLimitsError
@@ -31,10 +32,31 @@ async def test_stock_motor_moves_with_a_trapezoid_and_the_encoder_follows(
     assert config["motor-encoder_resolution"]["value"] == pytest.approx(0.001)
     # 1.5 mm at 5 mm/s after 0.05 s ramps: 0.3 s + 0.05 s, put-callback held
     # until the motor record's DMOV.
-    started = time.monotonic()
+    dmov: list[tuple[int, float]] = []  # (value, the server's timestamp)
+    subscribed, moved = asyncio.Event(), asyncio.Event()
+
+    def on_dmov(reading: dict[str, Reading[int]]) -> None:
+        value = reading[motor.motor_done_move.name]
+        dmov.append((value["value"], value["timestamp"]))
+        subscribed.set()
+        if len(dmov) > 1 and value["value"] == 1:
+            moved.set()
+
+    motor.motor_done_move.subscribe_reading(on_dmov)
+    await asyncio.wait_for(subscribed.wait(), timeout=5)  # DMOV 1, at rest
+    # The CA server stamps its updates with this clock (time.time()).
+    put_at, started = time.time(), time.monotonic()
     await motor.set(1.5)
-    took = time.monotonic() - started
-    assert 0.34 < took < 2.0  # the upper bound only guards against hangs
+    took, returned_at = time.monotonic() - started, time.time()
+    await asyncio.wait_for(moved.wait(), timeout=5)  # the update may trail
+    motor.motor_done_move.clear_sub(on_dmov)
+    assert took > 0.34  # a loaded machine only makes it longer
+    # No upper bound on the wall clock (load stretches it); instead the order
+    # of events, which load cannot change: the motion began (DMOV 0) after the
+    # put and ended (DMOV 1) before the put-callback returned.
+    (began, began_at), (ended, ended_at) = dmov[-2:]
+    assert (began, ended) == (0, 1)
+    assert put_at <= began_at < ended_at <= returned_at
     assert await motor.user_readback.get_value() == 1.5
     assert await motor.motor_done_move.get_value() == 1
     # The PandA's INENC1 counts the same axis: 1000 counts per mm.

@@ -1,7 +1,9 @@
 """``panda-flyscan sim``: serve the simulated beamline, and check block models.
 
 The beamline itself lives in :mod:`panda_flyscan.app.simulated.launcher`;
-this module is only its command line.
+this module is only its command line. The simulator's options are fields of
+:class:`sim_ioc.config.SimulatorConfig` (help, defaults and checks included);
+the command builds that model and hands it to the launcher.
 """
 
 from __future__ import annotations
@@ -9,10 +11,15 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from sim_ioc.config import SimulatorConfig
 
 
 class _Stop(Exception):
@@ -23,14 +30,36 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
     raise _Stop(signal.Signals(signum).name)
 
 
+class _SimulatorOption(click.Option):
+    """An option that sets a field of :class:`sim_ioc.config.SimulatorConfig`
+    (the click parameter's name is the field's).
+
+    Its help (bounds and default included) is the model's, read only when
+    help is shown, so the other commands need not import pydantic. Left unset
+    (None) it leaves the model's default; the model converts and checks the
+    value, so neither is restated here.
+    """
+
+    def __init__(self, param_decls: Sequence[str], **kwargs: Any) -> None:
+        super().__init__(param_decls, default=None, **kwargs)
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        from sim_ioc.config import SimulatorConfig, choices, describe_field
+
+        assert self.name is not None
+        self.help = describe_field(self.name)
+        if words := choices(self.name):
+            self.metavar = "[" + "|".join(words) + "]"
+        elif self.metavar is None:
+            kind = SimulatorConfig.model_fields[self.name].annotation
+            self.metavar = (
+                "INTEGER" if kind is int else "FLOAT" if kind is float else "TEXT"
+            )
+        return super().get_help_record(ctx)
+
+
 @click.group(invoke_without_command=True)
-@click.option(
-    "--prefix",
-    default="SIM",
-    show_default=True,
-    help="Record prefix: PREFIX:PANDA:... (PandA), PREFIX:M1 (motor), "
-    "PREFIX:DET:cam1:/HDF1: (detector).",
-)
+@click.option("--prefix", "prefix", cls=_SimulatorOption)
 @click.option(
     "--env-file",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
@@ -38,42 +67,16 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 )
 @click.option(
     "--fmc-signal",
+    "fmc_signals",
+    cls=_SimulatorOption,
     multiple=True,
     metavar="FMC_IN<ch>=SIGNAL",
-    help="What an ACQ427 ADC channel sees (repeatable; default 0 V): constant, "
-    "ramp, sine, noise or axis, e.g. 'FMC_IN1=sine amplitude=2 frequency=1000' "
-    "(docs/simulator.md; also *SIM.SIGNAL.FMC_IN1=... at run time).",
 )
-@click.option(
-    "--readout-time",
-    type=click.FloatRange(min=0),
-    default=None,
-    help="The detector's dead time after each exposure, s [default: 0.001].",
-)
-@click.option(
-    "--detector-ttlin",
-    type=click.IntRange(0, 6),
-    default=None,
-    help="The PandA TTLIN the detector's exposure output is cabled to, 0: none "
-    "[default: 1].",
-)
-@click.option(
-    "--detector-ttlin-signal",
-    type=click.Choice(["exposing", "busy"]),
-    default=None,
-    help="What that output shows: high while exposing, or while busy (exposing "
-    "or reading out) [default: exposing].",
-)
+@click.option("--readout-time", "readout_time", cls=_SimulatorOption)
+@click.option("--detector-ttlin", "detector_ttlin", cls=_SimulatorOption)
+@click.option("--detector-ttlin-signal", "detector_ttlin_signal", cls=_SimulatorOption)
 @click.pass_context
-def sim(
-    ctx: click.Context,
-    prefix: str,
-    env_file: Path | None,
-    fmc_signal: tuple[str, ...],
-    readout_time: float | None,
-    detector_ttlin: int | None,
-    detector_ttlin_signal: str | None,
-) -> None:
+def sim(ctx: click.Context, env_file: Path | None, **options: Any) -> None:
     """Serve the simulated beamline: PandA, motor and area detector.
 
     Starts the simulator on a free loopback address (127.0.0.N): the PandA,
@@ -98,32 +101,18 @@ def sim(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from sim_ioc.__main__ import make_panda
-    from sim_ioc.panda.fields import FieldError
-
     from ..simulated.launcher import BeamlineError, SimulatedBeamline
 
-    try:  # refused here, before anything starts, with the simulator's reason
-        make_panda(list(fmc_signal))
-    except FieldError as exc:
-        raise click.BadParameter(str(exc), param_hint="--fmc-signal") from exc
-    simulator_args = [a for spec in fmc_signal for a in ("--fmc-signal", spec)]
-    for option, value in (
-        ("--readout-time", readout_time),
-        ("--detector-ttlin", detector_ttlin),
-        ("--detector-ttlin-signal", detector_ttlin_signal),
-    ):
-        if value is not None:
-            simulator_args += [option, str(value)]
-
+    # Refused here, before anything starts, with the simulator's reason.
+    config = _simulator_config(ctx, options)
     # SIGTERM (and a closed terminal) end the run as Ctrl-C does: through the
     # clean-up below, which stops every process started. SIGINT is set too, as
     # a shell starting us in the background would have it ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_stop)
-    beamline = SimulatedBeamline(prefix, simulator_args=simulator_args)
-    click.echo(f"Starting the simulated beamline {prefix!r}...", err=True)
+    beamline = SimulatedBeamline(config.prefix, simulator=config)
+    click.echo(f"Starting the simulated beamline {config.prefix!r}...", err=True)
     try:
         beamline.start()
         lines = beamline.env_lines()
@@ -152,6 +141,21 @@ def sim(
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)
         beamline.stop()
+
+
+def _simulator_config(ctx: click.Context, options: dict[str, Any]) -> SimulatorConfig:
+    """The simulator's configuration from the options given; a usage error
+    naming the option if it is invalid."""
+    from pydantic import ValidationError
+
+    from sim_ioc.config import SimulatorConfig, option_name, problems_by_field
+
+    given = {name: v for name, v in options.items() if v is not None and v != ()}
+    try:
+        return SimulatorConfig.model_validate(given)
+    except ValidationError as exc:
+        field, problem = next(iter(problems_by_field(exc).items()))
+        raise click.BadParameter(problem, param_hint=option_name(field)) from exc
 
 
 @sim.command()

@@ -2,7 +2,9 @@
 
 * :class:`SimulatedBeamline` / :func:`simulated_beamline`: start the simulator
   (PandA, motor record, area detector; :mod:`sim_ioc`) and the real
-  PandABlocks-ioc, isolated on loopback, and stop them all.
+  PandABlocks-ioc, isolated on loopback, and stop them all; the simulator
+  is built from one :class:`sim_ioc.config.SimulatorConfig`. The launcher's
+  parts: :mod:`.ports`, :mod:`.epics_env`, :mod:`.probe`.
 * :func:`simulated_beamline_devices` / :func:`connect_simulated_beamline`:
   connect ophyd-async devices to it as a :class:`~panda_flyscan.devices.Beamline`.
 * :class:`SimulatedDetector`: the simulated area detector as an ophyd-async
