@@ -76,7 +76,8 @@ def plan(requests: list[Request]) -> Plan:
     from .models.pcap import CaptureRequest, capture_layout
 
     if not requests:
-        raise FieldError("Nothing to capture: set the CAPTURE attribute of a field")
+        # The real server's text (server/capture.c).
+        raise FieldError("Nothing configured for capture")
     layout = capture_layout(
         [
             CaptureRequest(

@@ -12,6 +12,7 @@ import datetime
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from ..world import Encoder, World
 from . import capture
@@ -26,6 +27,26 @@ IDN = (
 )
 APPNAME = "PandABox-fmc_acq427"
 
+
+class MetadataKind(StrEnum):
+    """How the firmware's config declares a ``*METADATA`` key."""
+
+    #: Read-only; the server never reports it in ``*CHANGES``.
+    CONSTANT = "constant"
+    #: One line, written with ``*METADATA.KEY=value``.
+    STRING = "string"
+    #: Lines, written with ``*METADATA.KEY<`` and read as a multi-line reply.
+    MULTILINE = "multiline"
+
+
+@dataclass
+class Metadata:
+    """One ``*METADATA`` key and its value (lines when multi-line)."""
+
+    kind: MetadataKind
+    value: str | list[str]
+
+
 CaptureListener = Callable[[capture.Event], None]
 
 
@@ -39,7 +60,13 @@ class SimulatedPanda:
     def __post_init__(self) -> None:
         self.engine = Engine()
         self.fields: dict[str, Field] = {}
-        self.metadata: dict[str, str] = {"APPNAME": APPNAME, "DESIGN": ""}
+        # The keys the firmware's config template declares, in its order.
+        self.metadata: dict[str, Metadata] = {
+            "APPNAME": Metadata(MetadataKind.CONSTANT, APPNAME),
+            "DESIGN": Metadata(MetadataKind.STRING, ""),
+            "LAYOUT": Metadata(MetadataKind.MULTILINE, []),
+            "EXPORTS": Metadata(MetadataKind.MULTILINE, []),
+        }
         self._memory: dict[int, list[int]] = {}
         self._addresses = itertools.count(0x1000, 0x1000)
         self._table_address: dict[str, int] = {}
@@ -58,7 +85,9 @@ class SimulatedPanda:
                 elif f.type == "pos_out":
                     self.engine.pos_outputs[(inst, f.name)] = self.catalog.pos_bus[key]
             # Labels always carry the number, PCAP1 included, as on real PandAs.
-            self.metadata[f"LABEL_{block.name}{number}"] = ""
+            self.metadata[f"LABEL_{block.name}{number}"] = Metadata(
+                MetadataKind.STRING, ""
+            )
             if block.name == "INENC":
                 axis = self.world.axis(f"INENC{number}")
                 inenc = self.engine.blocks.get(inst)
@@ -94,23 +123,51 @@ class SimulatedPanda:
             if f is not None and self.catalog.blocks[block[:-1]].number != 1:
                 f = None
         if f is None:
+            # The server's texts and order of checks (server/fields.c,
+            # config_command.c): block, field, then the instance number.
             blk = self.catalog.block_of(block)
             if blk is None:
-                raise FieldError(f"No such block {block}")
-            if block == blk.name and blk.number > 1:
-                raise FieldError(f"Block {block} needs an instance number")
+                raise FieldError("No such block")
             if name not in blk.fields:
-                raise FieldError(f"No such field {block}.{name}")
-            raise FieldError(f"No such block {block}")
+                raise FieldError("No such field")
+            if block == blk.name:
+                raise FieldError("Missing block number")
+            raise FieldError("Invalid block number")
         return f
+
+    def get_metadata(self, key: str) -> str | list[str]:
+        """``*METADATA.KEY?``: a string, or the lines of a multi-line key."""
+        entry = self._metadata_entry(key)
+        value = entry.value
+        return list(value) if isinstance(value, list) else value
+
+    def put_metadata(self, key: str, value: str) -> None:
+        """``*METADATA.KEY=value``: only string keys are writeable."""
+        entry = self._metadata_entry(key)
+        if entry.kind is not MetadataKind.STRING:
+            raise FieldError("Cannot write to this field")
+        entry.value = value
+
+    def put_metadata_lines(self, key: str, lines: list[str]) -> None:
+        """``*METADATA.KEY<`` and its lines: only multi-line keys take them."""
+        entry = self._metadata_entry(key)
+        if entry.kind is not MetadataKind.MULTILINE:
+            raise FieldError("Not a multi-line field")
+        entry.value = list(lines)
+
+    def _metadata_entry(self, key: str) -> Metadata:
+        entry = self.metadata.get(key)
+        if entry is None:
+            raise FieldError(f"Metadata key {key} not found")
+        return entry
 
     def definition(self, block: str, name: str) -> FieldDef:
         """A field's definition by block type or instance (for ``*ENUMS``...)."""
         blk = self.catalog.block_of(block)
         if blk is None:
-            raise FieldError(f"No such block {block}")
+            raise FieldError("No such block")
         if name not in blk.fields:
-            raise FieldError(f"No such field {block}.{name}")
+            raise FieldError("No such field")
         return blk.fields[name]
 
     def put(self, block: str, name: str, attr: str | None, text: str) -> None:
@@ -243,7 +300,7 @@ class SimulatedPanda:
 
     def arm(self) -> None:
         if self.capture is not None and not self.capture.ended:
-            raise FieldError("PCAP already armed")
+            raise FieldError("Data capture already in progress")
         plan = capture.plan(self.captured_fields())
         arm_time = datetime.datetime.now(datetime.UTC).isoformat()
         self.capture = capture.Capture(plan, arm_time)

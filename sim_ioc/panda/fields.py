@@ -65,7 +65,7 @@ def parse_int(text: str, low: int, high: int) -> int:
             raise FieldError(f"Number {text!r} not an integer") from None
         value = int(as_float)
     if not low <= value <= high:
-        raise FieldError(f"Number {value} out of range {low}..{high}")
+        raise FieldError("Number out of range")
     return value
 
 
@@ -80,7 +80,7 @@ def lookup_label(labels: dict[int, str], text: str) -> int:
     for index, label in labels.items():
         if label == text:
             return index
-    raise FieldError(f"Invalid enumeration value {text!r}")
+    raise FieldError("Invalid enumeration value")
 
 
 @dataclass
@@ -155,9 +155,9 @@ class Field:
         d = self.definition
         t, sub = d.type, d.subtype
         if t == "bit_mux":
-            self.value = self._mux(self.catalog.bit_labels, text)
+            self.value = self._mux(self.catalog.bit_labels, text, "bit bus")
         elif t == "pos_mux":
-            self.value = self._mux(self.catalog.pos_labels, text)
+            self.value = self._mux(self.catalog.pos_labels, text, "position")
         elif t == "time":
             self.value = self._ticks(text, 1 << 48)
         elif t in ("param", "write"):
@@ -183,17 +183,18 @@ class Field:
         else:
             raise FieldError("Field not writeable")
 
-    def _mux(self, labels: list[str], text: str) -> int:
+    def _mux(self, labels: list[str], text: str, kind: str) -> int:
         try:
             return labels.index(text)
         except ValueError:
-            raise FieldError(f"Invalid enumeration value {text!r}") from None
+            # server/bit_out.c, pos_mux.c
+            raise FieldError(f"Invalid {kind} selection") from None
 
     def _ticks(self, text: str, limit: int) -> int:
         seconds = parse_float(text) * TIME_UNITS[self.units]
         ticks = round(seconds / TICK)
         if not 0 <= ticks < limit:
-            raise FieldError(f"Time {text} {self.units} out of range")
+            raise FieldError("Time setting out of range")
         return ticks
 
     # -- attributes -----------------------------------------------------------
@@ -222,7 +223,7 @@ class Field:
     def get_attr(self, attr: str) -> str | list[str]:
         d = self.definition
         if attr not in self.attributes():
-            raise FieldError(f"No such attribute {attr}")
+            raise FieldError("No such attribute")
         if attr == "INFO":
             return d.type_line
         match d.type, attr:
@@ -278,24 +279,27 @@ class Field:
                 return format_number(d.offset)
             case _, "UNITS":
                 return d.units
-        raise FieldError(f"Attribute {attr} not readable")
+        raise FieldError("Attribute not readable")
 
     def put_attr(self, attr: str, text: str) -> None:
         d = self.definition
         if attr not in self.attributes():
-            raise FieldError(f"No such attribute {attr}")
+            raise FieldError("No such attribute")
         if d.type == "bit_mux" and attr == "DELAY":
-            self.delay = parse_int(text, 0, MAX_DELAY)
+            delay = parse_int(text, 0, 0xFFFFFFFF)
+            if delay > MAX_DELAY:
+                raise FieldError("Delay too long")  # server/bit_out.c
+            self.delay = delay
         elif attr == "UNITS" and (d.type == "time" or d.subtype == "time"):
             if text not in TIME_UNITS:
-                raise FieldError(f"Invalid enumeration value {text!r}")
+                raise FieldError("Invalid time units")
             self.units = text
         elif attr == "RAW" and (d.type == "time" or d.subtype == "time"):
             self.value = parse_int(text, 0, (1 << 48) - 1)
         elif attr == "CAPTURE" and d.type in ("pos_out", "ext_out"):
             labels = POS_CAPTURE if d.type == "pos_out" else EXT_CAPTURE
             if text not in labels:
-                raise FieldError(f"Invalid enumeration value {text!r}")
+                raise FieldError("Invalid capture option")
             self.capture = text
         elif d.type == "pos_out" and attr == "SCALE":
             self.scale = parse_float(text)
@@ -304,7 +308,7 @@ class Field:
         elif d.type == "pos_out" and attr == "UNITS":
             self.pos_units = text
         else:
-            raise FieldError(f"Attribute {attr} not writeable")
+            raise FieldError("Attribute not writeable")
 
     def enum_labels(self, attr: str | None) -> list[str]:
         """``*ENUMS.BLOCK.FIELD[.ATTR]?``"""
@@ -322,7 +326,9 @@ class Field:
             return list(POS_CAPTURE)
         elif attr == "CAPTURE" and d.type == "ext_out":
             return list(EXT_CAPTURE)
-        raise FieldError("Field has no enumeration")
+        if attr is None:
+            raise FieldError("Field is not an enumeration")
+        raise FieldError("Attribute is not an enumeration")
 
     # -- tables ---------------------------------------------------------------
 
@@ -339,9 +345,7 @@ class Field:
         if len(new) % row:
             raise FieldError(f"Table length {len(new)} not a multiple of {row} words")
         if len(new) // row > self.max_rows:
-            raise FieldError(
-                f"Table too long: {len(new) // row} rows, MAX_LENGTH {self.max_rows}"
-            )
+            raise FieldError("Too many points for table")
         self.table = new
 
     # -- change reporting -----------------------------------------------------

@@ -17,9 +17,10 @@ from __future__ import annotations
 import base64
 import re
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from ..device import IDN, SimulatedPanda
+from ..device import IDN, MetadataKind, SimulatedPanda
 from ..fields import FieldError, Group
 from ..world_control import apply_sim_command
 
@@ -115,6 +116,8 @@ def respond(panda: SimulatedPanda, session: Session, request: Request) -> str:
 
 
 def _table_write(panda: SimulatedPanda, req: TableWrite) -> str:
+    if req.block.startswith("*"):
+        return _system_table_write(panda, req)
     if req.base64:
         raw = base64.b64decode("".join(req.lines))
         if len(raw) % 4:
@@ -129,6 +132,19 @@ def _table_write(panda: SimulatedPanda, req: TableWrite) -> str:
     return ok()
 
 
+def _system_table_write(panda: SimulatedPanda, req: TableWrite) -> str:
+    """``*METADATA.KEY<``: the only system command taking lines, as text
+    (server/system_command.c)."""
+    if req.block != "*METADATA":
+        raise FieldError("Unknown command" if req.block != "*PCAP" else "Not a table")
+    if req.append:
+        raise FieldError("Streaming mode not supported")
+    if req.base64:
+        raise FieldError("Binary writes not supported")
+    panda.put_metadata_lines(req.field, list(req.lines))
+    return ok()
+
+
 def _split(target: str) -> tuple[str, str, str | None]:
     parts = target.split(".")
     if len(parts) == 2:
@@ -140,7 +156,7 @@ def _split(target: str) -> tuple[str, str, str | None]:
 
 def _command(panda: SimulatedPanda, session: Session, line: str) -> str:
     if not line:
-        raise FieldError("Empty command")
+        raise FieldError("Unknown command")
     if line.endswith("?"):
         target = line[:-1]
         if target.startswith("*"):
@@ -158,7 +174,7 @@ def _command(panda: SimulatedPanda, session: Session, line: str) -> str:
         block, name, attr = _split(target)
         panda.put(block, name, attr, value)
         return ok()
-    raise FieldError(f"Unknown command {line!r}")
+    raise FieldError("Unknown command")
 
 
 def _list_fields(panda: SimulatedPanda, target: str) -> str:
@@ -167,7 +183,7 @@ def _list_fields(panda: SimulatedPanda, target: str) -> str:
         return multiline(panda.lookup(block, name).attributes())
     blk = panda.catalog.block_of(target)
     if blk is None:
-        raise FieldError(f"No such block {target}")
+        raise FieldError("No such block")
     return multiline([f"{f.name} {f.index} {f.type_line}" for f in blk.fields.values()])
 
 
@@ -185,14 +201,12 @@ def _system_get(panda: SimulatedPanda, session: Session, target: str) -> str:
         case "*ENUMS":
             return multiline(_enums(panda, rest))
         case "*CHANGES":
-            group = Group(f".{rest}") if rest else None
-            return multiline(_changes(panda, session, group))
+            return multiline(_changes(panda, session, _change_group(rest)))
         case "*METADATA":
             if rest == "*":
                 return multiline(list(panda.metadata))
-            if rest not in panda.metadata:
-                raise FieldError(f"No such metadata key {rest}")
-            return ok(panda.metadata[rest])
+            value = panda.get_metadata(rest)
+            return multiline(value) if isinstance(value, list) else ok(value)
         case "*PCAP":
             return ok(_pcap_status(panda, rest))
         case "*CAPTURE":
@@ -214,7 +228,7 @@ def _system_get(panda: SimulatedPanda, session: Session, target: str) -> str:
                 return ok(str(panda.now))
             if rest == "HELP":
                 return multiline(list(SIM_HELP))
-    raise FieldError(f"Unknown command {target}?")
+    raise FieldError("Unknown command")
 
 
 def _system_put(
@@ -228,25 +242,23 @@ def _system_put(
         case "*PCAP", "DISARM":
             panda.disarm()
             return ok()
+        case "*PCAP", _:
+            raise FieldError("Invalid *PCAP field")
         case "*CHANGES", _:
-            # Forget what was reported: the next *CHANGES? reports everything.
-            session.reported.clear()
+            _reset_changes(panda, session, _change_group(rest), value)
             return ok()
         case "*CAPTURE", "":
             for f in panda.fields.values():
                 if f.kind in ("pos_out", "ext_out"):
                     f.capture = "No"
             return ok()
-        case "*METADATA", "APPNAME" if value == panda.metadata["APPNAME"]:
-            # A constant: restoring a saved layout writes it back unchanged.
-            return ok()
-        case "*METADATA", key if key in panda.metadata and key != "APPNAME":
-            panda.metadata[key] = value
+        case "*METADATA", key:
+            panda.put_metadata(key, value)
             return ok()
         case "*SIM", _:
             apply_sim_command(panda, rest, value)
             return ok()
-    raise FieldError(f"Unknown command {target}=")
+    raise FieldError("Unknown command")
 
 
 def _describe(panda: SimulatedPanda, rest: str) -> str:
@@ -254,7 +266,7 @@ def _describe(panda: SimulatedPanda, rest: str) -> str:
     if len(parts) == 1:
         blk = panda.catalog.blocks.get(parts[0])
         if blk is None:
-            raise FieldError(f"No such block {parts[0]}")
+            raise FieldError("No such block")
         return blk.description
     block, name = parts[0], parts[1]
     if name.endswith("[]") and len(parts) == 3:
@@ -262,21 +274,23 @@ def _describe(panda: SimulatedPanda, rest: str) -> str:
         for c in d.columns:
             if c.name == parts[2]:
                 return c.description
-        raise FieldError(f"No such table column {parts[2]}")
+        raise FieldError("Table sub-field not found")
     return panda.definition(block, name).description
 
 
 def _enums(panda: SimulatedPanda, rest: str) -> list[str]:
     parts = rest.split(".")
     if len(parts) < 2:
-        raise FieldError("*ENUMS needs BLOCK.FIELD")
+        raise FieldError("Missing field name")
     block, name = parts[0], parts[1]
     if name.endswith("[]") and len(parts) == 3:
         d = panda.definition(block, name[:-2])
         for c in d.columns:
-            if c.name == parts[2] and c.subtype == "enum":
+            if c.name == parts[2]:
+                if c.subtype != "enum":
+                    raise FieldError("Table sub-field is not an enumeration")
                 return list(c.labels.values())
-        raise FieldError(f"No enumerated table column {parts[2]}")
+        raise FieldError("Table sub-field not found")
     d = panda.definition(block, name)
     # Enumerations are per field type; ask the first instance.
     blk = panda.catalog.block_of(block)
@@ -285,28 +299,67 @@ def _enums(panda: SimulatedPanda, rest: str) -> list[str]:
     return f.enum_labels(parts[2] if len(parts) > 2 else None)
 
 
-def _changes(panda: SimulatedPanda, session: Session, group: Group | None) -> list[str]:
-    lines: list[str] = []
+def _change_group(rest: str) -> Group | None:
+    """The group of ``*CHANGES[.GROUP]``; None for all of them."""
+    if not rest:
+        return None
+    try:
+        return Group(f".{rest}")
+    except ValueError:
+        raise FieldError("Unknown changes selection") from None
+
+
+def _current(
+    panda: SimulatedPanda, group: Group | None
+) -> Iterator[tuple[str, str, str]]:
+    """(key, change token, report line) of everything ``group`` reports.
+
+    Multi-line values are reported as ``KEY<`` when their content changes.
+    Constant metadata is never reported: the server gives it change index
+    zero to keep it out of every change set (server/metadata.c).
+    """
     for f in panda.fields.values():
         for g, key, value in f.snapshot():
             if group is not None and g is not group:
                 continue
             if value is None:
-                # Multi-line values: report when the content changed.
-                token = repr(f.table)
-                if session.reported.get(key) != token:
-                    session.reported[key] = token
-                    lines.append(f"{key}<")
-            elif session.reported.get(key) != value:
-                session.reported[key] = value
-                lines.append(f"{key}={value}")
+                yield key, repr(f.table), f"{key}<"
+            else:
+                yield key, value, f"{key}={value}"
     if group in (None, Group.METADATA):
-        for key, value in panda.metadata.items():
+        for key, entry in panda.metadata.items():
             name = f"*METADATA.{key}"
-            if session.reported.get(name) != value:
-                session.reported[name] = value
-                lines.append(f"{name}={value}")
+            match entry.kind:
+                case MetadataKind.STRING:
+                    yield name, str(entry.value), f"{name}={entry.value}"
+                case MetadataKind.MULTILINE:
+                    yield name, repr(entry.value), f"{name}<"
+                case MetadataKind.CONSTANT:
+                    pass
+
+
+def _changes(panda: SimulatedPanda, session: Session, group: Group | None) -> list[str]:
+    lines: list[str] = []
+    for key, token, line in _current(panda, group):
+        if session.reported.get(key) != token:
+            session.reported[key] = token
+            lines.append(line)
     return lines
+
+
+def _reset_changes(
+    panda: SimulatedPanda, session: Session, group: Group | None, option: str
+) -> None:
+    """``*CHANGES[.GROUP]=[S|E]``: ``E`` (the default) marks everything as
+    reported, ``S`` makes the next ``*CHANGES?`` report everything
+    (server/system_command.c, fields.c)."""
+    if option not in ("", "E", "S"):
+        raise FieldError("Invalid reset option")
+    for key, token, _ in _current(panda, group):
+        if option == "S":
+            session.reported.pop(key, None)
+        else:
+            session.reported[key] = token
 
 
 def _pcap_status(panda: SimulatedPanda, what: str) -> str:
@@ -322,4 +375,4 @@ def _pcap_status(panda: SimulatedPanda, what: str) -> str:
             if cap is None:
                 return "Ok"
             return "Busy" if not cap.ended else cap.end_reason
-    raise FieldError(f"Unknown command *PCAP.{what}?")
+    raise FieldError("Invalid *PCAP field")
