@@ -98,4 +98,5 @@ fi
 
 ensure_venv .venv pyproject.toml -e '.[dev]'
 ensure_venv sim_ioc/.venv sim_ioc/ioc-requirements.txt -r sim_ioc/ioc-requirements.txt
+ensure_venv tests/fastcs/.venv tests/fastcs/requirements.txt -r tests/fastcs/requirements.txt
 ensure_postgres
