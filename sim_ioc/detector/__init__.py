@@ -4,11 +4,17 @@
 * :mod:`.frames`: what a frame shows at a motor position (pure);
 * :mod:`.attributes`: NDAttribute definitions (pure);
 * :mod:`.hdf5`: files as areaDetector's HDF5 plugin writes them;
-* :mod:`.ioc`: the cam and HDF5 plugin PVs (caproto), wired to the PandA.
+* :mod:`.ttl`: the exposure output on a PandA TTLIN;
+* :mod:`.records`: areaDetector parameter PVs (caproto);
+* :mod:`.cam`, :mod:`.hdf_plugin`: the cam's and the HDF5 plugin's PVs;
+* :mod:`.acquisition_loop`: acquisitions on the PandA's clock, publishing
+  frames; :mod:`.file_capture`: the plugin writing them to a file;
+* :mod:`.ioc`: :class:`SimAreaDetector`, composing them.
 """
 
+from .config import DetectorConfig
 from .frames import Stamp, decode, render
-from .ioc import DetectorConfig, SimAreaDetector
+from .ioc import SimAreaDetector
 from .timing import Acquisition, Exposure, Timing, TriggerMode
 
 __all__ = [
