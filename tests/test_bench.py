@@ -9,6 +9,7 @@ import json
 import math
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -283,9 +284,16 @@ def test_selection_keeps_the_suite_order() -> None:
 # -- the command line -----------------------------------------------------------
 
 
+#: The first line of ``panda-flyscan bench``'s own help (its docstring).
+BENCH_SUMMARY = "Measure the whole stack on the simulated beamline; print one table."
+
+
 def test_bench_help_explains_each_figure() -> None:
     result = CliRunner().invoke(main, ["bench", "--help"])
     assert result.exit_code == 0, result.output
+    # The command's own help, not the group's or an error.
+    assert "Usage: main bench [OPTIONS]" in result.output
+    assert BENCH_SUMMARY in result.output
     for option in ("--quick", "--repeats", "--output", "--only"):
         assert option in result.output
     for name in MEASUREMENTS:
@@ -296,6 +304,17 @@ def test_bench_is_listed_in_the_main_help() -> None:
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
     assert "bench" in result.output
+    # Under "Commands:", with its summary: the group's docstring alone also
+    # says "bench", registered or not.
+    commands = result.output.split("\nCommands:\n", 1)[1].splitlines()
+    assert any(line.split() == ["bench", *BENCH_SUMMARY.split()] for line in commands)
+
+
+def test_bench_is_registered_in_the_main_group() -> None:
+    from panda_flyscan.app.cli.bench import bench
+
+    assert isinstance(main, click.Group)
+    assert main.get_command(click.Context(main), "bench") is bench
 
 
 def test_bench_refuses_an_unknown_measurement_before_starting_anything() -> None:

@@ -1,10 +1,10 @@
 """Flyscan efficiency benchmark: the time-based plan versus a step scan.
 
 The functions here are what ``panda-flyscan bench`` measures figures 1, 2 and
-5 with (see benchmarks/suite.py); run as a script it measures just those::
+5 with (see :mod:`~.measure_scans`); run as a script it measures just those::
 
-    .venv/bin/python benchmarks/plans_bench.py [--frames 1000 10000] [--repeats 3]
-        [--period 1e-3]
+    .venv/bin/python -m panda_flyscan.app.bench.plans_bench \\
+        [--frames 1000 10000] [--repeats 3] [--period 1e-3]
 
 Starts the simulated beamline (the simulated PandA and the real
 PandABlocks-ioc) and the bundled Tiled service, with a RunEngine writing
@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from panda_flyscan.polling import poll_until
 
 __all__ = [
     "TICK",
@@ -111,20 +113,17 @@ def wait_readable(
     (the time it did, on ``time.time()``'s clock, the value read)."""
     from panda_flyscan.storage import read_field
 
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = read_field(
-                client, uid, "primary", "trigger_time", slice(index, index + 1)
-            )
-            if len(value) == 1:
-                return time.time(), float(value[0])
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"row {index} of run {uid} not readable in {timeout} s")
-        time.sleep(0.002)
+    def row() -> tuple[float, float] | None:
+        value = read_field(
+            client, uid, "primary", "trigger_time", slice(index, index + 1)
+        )
+        return (time.time(), float(value[0])) if len(value) == 1 else None
+
+    # Any error means "not there yet" (the run or the row not in Tiled): the
+    # last one is raised on time-out.
+    found = poll_until(row, timeout=timeout, interval=0.002, retry_on=(Exception,))
+    assert found is not None  # poll_until returns only a true value
+    return found
 
 
 def fly(

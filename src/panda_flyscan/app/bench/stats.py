@@ -28,6 +28,8 @@ from typing import Any
 __all__ = [
     "SCHEMA",
     "Figure",
+    "format_count",
+    "format_rate",
     "format_table",
     "format_value",
     "machine_info",
@@ -167,6 +169,17 @@ def format_value(value: float | None) -> str:
         if magnitude >= floor:
             return f"{value:.{digits}f}"
     return f"{value:.2e}"
+
+
+def format_count(n: int) -> str:
+    """A count with thousands separators, as labels show it (``10,000``)."""
+    return f"{n:,}"
+
+
+def format_rate(period: float) -> str:
+    """The rate of a trigger period, in Hz or kHz (``1 kHz``)."""
+    rate = 1 / period
+    return f"{rate / 1000:g} kHz" if rate >= 1000 else f"{rate:g} Hz"
 
 
 _HEADER = ("figure", "median", "min", "max", "unit", "runs")

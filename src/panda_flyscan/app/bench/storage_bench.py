@@ -1,9 +1,9 @@
 """Storage benchmark: writer overhead per document, read-back throughput.
 
 The functions here are what ``panda-flyscan bench`` measures figure 4 with
-(see benchmarks/suite.py); run as a script it measures just that::
+(see :mod:`~.measure_storage`); run as a script it measures just that::
 
-    .venv/bin/python benchmarks/storage_bench.py [--quick] [--repeats 3]
+    .venv/bin/python -m panda_flyscan.app.bench.storage_bench [--quick] [--repeats 3]
 
 1. Overhead per Event document: ``bp.count([det], N)`` (ophyd.sim's det, no
    delay) with no subscriber, then with each writer, one after the other in

@@ -1,8 +1,7 @@
-"""``panda-flyscan bench``: the benchmark suite (``benchmarks/`` in the repository).
+"""``panda-flyscan bench``: the benchmark suite (:mod:`panda_flyscan.app.bench`).
 
-The suite lives beside the package (``benchmarks.suite``), installed with it
-by ``scripts/setup.sh``; it is imported only when the command runs, so
-``--help`` stays light.
+The suite (:mod:`panda_flyscan.app.bench.suite`) needs the ``[bench]`` extra;
+it is imported only when the command runs, so ``--help`` stays light.
 """
 
 from __future__ import annotations
@@ -90,8 +89,8 @@ def bench(
         from panda_flyscan.app.bench.suite import MEASUREMENTS, Options, run_suite
     except ImportError as err:
         raise click.ClickException(
-            f"the benchmark suite is not importable ({err}): run from a checkout "
-            "set up by scripts/setup.sh"
+            f"the benchmark suite is not importable ({err}): install the [bench] "
+            "extra (scripts/setup.sh does)"
         ) from err
 
     names = tuple(n.strip() for item in only for n in item.split(",") if n.strip())
