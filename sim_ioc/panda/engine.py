@@ -26,6 +26,12 @@ The result is tick for tick what event-by-event simulation gives (the tests
 compare the two); whenever a follower could not guarantee that (a counter
 about to roll over, PCAP summing a moving value, a world hook listening...)
 the engine simply takes the event-by-event path.
+
+Why one module of over 400 lines: scheduling, the routes of outputs to their
+consumers and trains all work on the one event queue and route cache, in the
+hot loop; a train must leave the queue, the wake-ups and the buses exactly as
+the events it replaces would (the tests compare the two), so they are kept
+together rather than spread over objects reaching into each other's state.
 """
 
 from __future__ import annotations

@@ -69,6 +69,10 @@ are kept whole. ``PRESCALE`` is read when a phase starts.
 
 Event driven: the block is woken at phase ends and table-readiness ticks;
 triggers are evaluated only when an input changes.
+
+Slightly over 400 lines because it is one block's state machine, table
+format and loading rules; the DMA buffering it shares with PGEN is
+:mod:`.dma`'s.
 """
 
 from __future__ import annotations
