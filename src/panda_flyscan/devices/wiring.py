@@ -4,6 +4,10 @@ Plans look block numbers up here instead of hard-coding them: which TTL output
 triggers which detector, which encoder input reads which motor, and which
 SEQ/PCOMP/PCAP-facing blocks a plan may use.
 
+The classes are pydantic dataclasses: names must be non-empty and block
+numbers at least 1, and a bad value is a :class:`WiringError` when the wiring
+is built, not a failed scan later.
+
 >>> wiring = PandaWiring(
 ...     detectors=(DetectorWiring("saxs", ttlout=1),),
 ...     encoders=(EncoderWiring("x", inenc=1),),
@@ -14,25 +18,70 @@ SEQ/PCOMP/PCAP-facing blocks a plan may use.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import dataclasses
+import functools
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any, Self, TypeVar
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic.dataclasses import dataclass
+from pydantic_core import ErrorDetails
 
 __all__ = ["DetectorWiring", "EncoderWiring", "PandaWiring", "WiringError"]
 
 
 class WiringError(ValueError):
-    """A device the plan needs is not described in the wiring."""
+    """A device the plan needs is not described in the wiring, or the wiring
+    itself is wrong (a bad block number, a device wired twice)."""
 
 
+_Cls = TypeVar("_Cls", bound=type)
+
+#: An ophyd device name.
+DeviceName = Annotated[str, Field(min_length=1)]
+#: A PandA block instance: TTLOUT1, INENC2, SEQ1, ... (numbered from 1).
+BlockNumber = Annotated[int, Field(ge=1)]
+
+
+def _raises_wiring_error(cls: _Cls) -> _Cls:
+    """Make pydantic's ValidationError on construction a :class:`WiringError`."""
+    init: Callable[..., None] = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except ValidationError as err:
+            names = [f.name for f in dataclasses.fields(cls)]
+            problems = [_describe(cls.__name__, names, e) for e in err.errors()]
+            raise WiringError("; ".join(problems)) from None
+
+    cls.__init__ = __init__  # type: ignore[misc]
+    return cls
+
+
+def _describe(owner: str, names: list[str], error: ErrorDetails) -> str:
+    if error["type"] == "value_error":  # a model validator's WiringError
+        return str(error.get("ctx", {})["error"])
+    # Positional arguments are located by index.
+    where = ".".join(
+        names[part] if isinstance(part, int) and i == 0 else str(part)
+        for i, part in enumerate(error["loc"])
+    )
+    return f"{owner}.{where}: {error['msg']} (got {error['input']!r})"
+
+
+@_raises_wiring_error
 @dataclass(frozen=True)
 class DetectorWiring:
     """PandA output ``TTLOUT<ttlout>`` is cabled to the trigger input of
     ``detector`` (the ophyd device name)."""
 
-    detector: str
-    ttlout: int
+    detector: DeviceName
+    ttlout: BlockNumber
 
 
+@_raises_wiring_error
 @dataclass(frozen=True)
 class EncoderWiring:
     """PandA input ``INENC<inenc>`` reads the encoder of ``motor``.
@@ -42,10 +91,11 @@ class EncoderWiring:
     from the PandA to place position-compare points.
     """
 
-    motor: str
-    inenc: int
+    motor: DeviceName
+    inenc: BlockNumber
 
 
+@_raises_wiring_error
 @dataclass(frozen=True)
 class PandaWiring:
     """Everything a plan needs to know about the cabling.
@@ -56,12 +106,13 @@ class PandaWiring:
 
     detectors: tuple[DetectorWiring, ...] = ()
     encoders: tuple[EncoderWiring, ...] = ()
-    seq: int = 1
-    pcomp: int = 1
+    seq: BlockNumber = 1
+    pcomp: BlockNumber = 1
     #: Free-form notes shown in the run's metadata.
-    notes: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, str] = dataclasses.field(default_factory=dict)
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _each_wired_once(self) -> Self:
         for kind, names in (
             ("detector", [d.detector for d in self.detectors]),
             ("motor", [e.motor for e in self.encoders]),
@@ -73,6 +124,7 @@ class PandaWiring:
             # Two detectors on one output is legal cabling (a splitter) but
             # almost always a typo; say so rather than guess.
             raise WiringError(f"TTLOUT{dupes} drive more than one detector")
+        return self
 
     def ttlout_for(self, detector: str) -> int:
         """The TTL output that triggers ``detector``."""

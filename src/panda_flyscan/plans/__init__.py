@@ -11,9 +11,10 @@ See docs/plans.md.
 """
 
 from ._flyers import ACTIVE_VISIBLE, IOC_POLL_PERIOD, PcompFlyLogic, SeqFlyLogic
-from ._run import TS_TRIG, DroppedTriggersError, PlanArgumentError
+from .arguments import TS_TRIG
 from .asynchronous import CLOCK_STREAM, async_scan
 from .cobin import cobin, cobin_run, panda_sample_times
+from .errors import DroppedTriggersError, PlanArgumentError
 from .position_based import PcompPoints, pcomp_points, position_scan
 from .time_based import MAX_FRAMES, SeqTiming, seq_timing, time_scan
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 import bluesky.plan_stubs as bps
 from bluesky.utils import MsgGenerator
@@ -18,33 +18,83 @@ from ophyd_async.core import (
 )
 from ophyd_async.fastcs.panda import HDFPanda
 from ophyd_async.plan_stubs import ensure_connected
+from pydantic import model_validator
 
 from ..devices import Capture, PandaWiring, WiringError
 from ..devices._aio import wait_for_awaitable
 from ._flyers import SeqFlyLogic
-from ._run import (
-    FlyRun,
-    PlanArgumentError,
-    check_blocks,
+from .arguments import (
+    Coordinate,
+    PlanArguments,
+    Seconds,
+    Speed,
     check_detectors,
     check_fly_motor,
-    check_panda_settings,
-    detector_trigger_info,
-    finite_float,
-    fly_run,
-    flyer,
-    motor_flyer,
     panda_defaults,
-    positive_float,
 )
+from .errors import PlanArgumentError
+from .fly_run import FlyRun, fly_run, flyer, motor_flyer
+from .prechecks import check_blocks, check_panda_settings
 from .time_based import seq_timing
+from .triggering import detector_trigger_info
 
-__all__ = ["CLOCK_STREAM", "async_scan"]
+__all__ = [
+    "CLOCK_STREAM",
+    "AsyncFlightArguments",
+    "FreeRunArguments",
+    "SamplingArguments",
+    "async_scan",
+]
 
 #: The one-event stream holding the host time at which PandA time 0 began.
 CLOCK_STREAM = "panda_clock"
 #: Sampling goes on this long after the motion's expected end, by default.
 DEFAULT_MARGIN = 0.5
+
+
+class SamplingArguments(PlanArguments):
+    """How often and (if given) how long the PandA samples."""
+
+    sample_period: Seconds
+    duration: Seconds | None = None
+
+
+class AsyncFlightArguments(PlanArguments):
+    """Where and how fast the motor flies, when :func:`async_scan` has one."""
+
+    start: Coordinate
+    stop: Coordinate
+    velocity: Speed | None = None
+
+    @model_validator(mode="after")
+    def _is_a_flight(self) -> Self:
+        if self.start == self.stop:
+            raise PlanArgumentError(
+                f"start and stop are both {self.start}: nothing to fly; leave motor "
+                "out to sample positions without moving"
+            )
+        return self
+
+
+class FreeRunArguments(PlanArguments):
+    """The detectors' own clock, when :func:`async_scan` has detectors."""
+
+    frame_period: Seconds
+    exposure: Seconds | None = None
+
+    @property
+    def live(self) -> float:
+        """The exposure in seconds, given or half the frame period."""
+        return self.frame_period / 2 if self.exposure is None else self.exposure
+
+    @model_validator(mode="after")
+    def _fits_the_period(self) -> Self:
+        if self.live >= self.frame_period:
+            raise PlanArgumentError(
+                f"exposure {self.live:g} s is not shorter than frame_period "
+                f"{self.frame_period:g} s"
+            )
+        return self
 
 
 def async_scan(
@@ -85,7 +135,8 @@ def async_scan(
 
     Returns the run uid.
     """
-    sample_period = positive_float("sample_period", sample_period)
+    sampling = SamplingArguments.check(sample_period=sample_period, duration=duration)
+    sample_period, duration = sampling.sample_period, sampling.duration
     dets = check_detectors(detectors)
     wiring, capture_list = panda_defaults(panda, wiring, captures)
     seq = f"SEQ{wiring.seq}"
@@ -96,13 +147,8 @@ def async_scan(
         name = check_fly_motor(motor)
         if start is None or stop is None:
             raise PlanArgumentError("start and stop are needed to fly the motor")
-        start = finite_float("start", start)
-        stop = finite_float("stop", stop)
-        if start == stop:
-            raise PlanArgumentError(
-                f"start and stop are both {start}: nothing to fly; leave motor out "
-                "to sample positions without moving"
-            )
+        flight = AsyncFlightArguments.check(start=start, stop=stop, velocity=velocity)
+        start, stop = flight.start, flight.stop
         try:
             encoder = f"INENC{wiring.encoder_for(name)}"
         except WiringError as err:
@@ -119,9 +165,7 @@ def async_scan(
                 motor.motor_egu.get_value(),
             )
         )
-        speed = float(
-            current if velocity is None else positive_float("velocity", velocity)
-        )
+        speed = float(current if flight.velocity is None else flight.velocity)
         if not 0 < speed <= max_velocity:
             raise PlanArgumentError(
                 f"velocity {speed:g} {units}/s is not within {name}'s range "
@@ -158,7 +202,6 @@ def async_scan(
         raise PlanArgumentError(
             "pass duration= (seconds to sample), or a motor with start and stop"
         )
-    duration = positive_float("duration", duration)
     samples = math.floor(duration / sample_period + 1e-9)
     if samples < 1:
         raise PlanArgumentError(
@@ -170,17 +213,8 @@ def async_scan(
     if dets:
         if frame_period is None:
             raise PlanArgumentError("detectors free-run: pass their frame_period=")
-        frame_period = positive_float("frame_period", frame_period)
-        live = (
-            frame_period / 2
-            if exposure is None
-            else positive_float("exposure", exposure)
-        )
-        if live >= frame_period:
-            raise PlanArgumentError(
-                f"exposure {live:g} s is not shorter than frame_period "
-                f"{frame_period:g} s"
-            )
+        free = FreeRunArguments.check(frame_period=frame_period, exposure=exposure)
+        frame_period, live = free.frame_period, free.live
         frames = math.floor(duration / frame_period + 1e-9)
         if frames < 1:
             raise PlanArgumentError(

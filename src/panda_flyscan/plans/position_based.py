@@ -6,7 +6,7 @@ import asyncio
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 from bluesky.utils import MsgGenerator
@@ -17,28 +17,27 @@ from ophyd_async.core import (
     TriggerInfo,
 )
 from ophyd_async.fastcs.panda import HDFPanda, PandaPcompDirection, PcompInfo
+from pydantic import model_validator
 
 from ..devices import Capture, PandaWiring, WiringError
 from ..devices._aio import wait_for_awaitable
 from ._flyers import PcompFlyLogic
-from ._run import (
-    FlyRun,
-    PlanArgumentError,
-    check_blocks,
+from .arguments import (
+    Coordinate,
+    Count,
+    PlanArguments,
+    Seconds,
+    Speed,
     check_detectors,
     check_fly_motor,
-    check_panda_settings,
-    detector_trigger_info,
-    finite_float,
-    fly_run,
-    flyer,
-    motor_flyer,
     panda_defaults,
-    positive_float,
-    positive_int,
 )
+from .errors import PlanArgumentError
+from .fly_run import FlyRun, fly_run, flyer, motor_flyer
+from .prechecks import check_blocks, check_panda_settings
+from .triggering import detector_trigger_info
 
-__all__ = ["PcompPoints", "pcomp_points", "position_scan"]
+__all__ = ["PcompPoints", "PositionScanArguments", "pcomp_points", "position_scan"]
 
 #: PCOMP positions are signed 32-bit counts; PULSES is 32-bit.
 MAX_COUNTS = 2**31 - 1
@@ -67,6 +66,29 @@ class PcompPoints:
     def positions(self) -> np.ndarray:
         """The positions PCOMP fires at, in the motor's units."""
         return self.counts * self.scale + self.offset
+
+
+class PositionScanArguments(PlanArguments):
+    """The numbers of :func:`position_scan`: where to fly, how many points."""
+
+    start: Coordinate
+    stop: Coordinate
+    num: Count
+    velocity: Speed | None = None
+    exposure: Seconds | None = None
+
+    @model_validator(mode="after")
+    def _is_a_flight(self) -> Self:
+        if self.num < 2:
+            raise PlanArgumentError(
+                "num must be at least 2: a flyscan needs two points"
+            )
+        if self.start == self.stop:
+            raise PlanArgumentError(
+                f"start and stop are both {self.start}: a position-based scan flies "
+                "from one to the other; use time_scan to take frames in one place"
+            )
+        return self
 
 
 def pcomp_points(
@@ -131,7 +153,7 @@ def position_scan(
     """Position-based flyscan: ``num`` points from ``start`` to ``stop``.
 
     ``motor`` (an ophyd-async ``Motor``, or the simulator's
-    :class:`~panda_flyscan.devices.SimAxis`) flies from ``start`` to ``stop``
+    :class:`~panda_flyscan.app.simulated.SimAxis`) flies from ``start`` to ``stop``
     at constant ``velocity`` (default: its current velocity), with ophyd-async
     fly motion: ``prepare(FlyMotorInfo)`` moves it to the start of its run-up,
     ``kickoff`` starts the move. The PandA's PCOMP (``wiring.pcomp``) watches
@@ -151,20 +173,11 @@ def position_scan(
 
     Data: one ``primary`` stream, ``num`` rows. Returns the run uid.
     """
-    num = positive_int("num", num)
-    if num < 2:
-        raise PlanArgumentError("num must be at least 2: a flyscan needs two points")
-    start = finite_float("start", start)
-    stop = finite_float("stop", stop)
-    if start == stop:
-        raise PlanArgumentError(
-            f"start and stop are both {start}: a position-based scan flies from one "
-            "to the other; use time_scan to take frames in one place"
-        )
-    if velocity is not None:
-        velocity = positive_float("velocity", velocity, "units/s")
-    if exposure is not None:
-        exposure = positive_float("exposure", exposure)
+    args = PositionScanArguments.check(
+        start=start, stop=stop, num=num, velocity=velocity, exposure=exposure
+    )
+    start, stop, num = args.start, args.stop, args.num
+    velocity, exposure = args.velocity, args.exposure
     name = check_fly_motor(motor)
     dets = check_detectors(detectors)
     wiring, capture_list = panda_defaults(panda, wiring, captures)

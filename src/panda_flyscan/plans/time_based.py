@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 from bluesky.utils import MsgGenerator
 from ophyd_async.core import DetectorTrigger, StandardDetector, TriggerInfo
 from ophyd_async.fastcs.panda import HDFPanda, SeqTableInfo
+from pydantic import model_validator
 
 from ..devices import Capture, PandaWiring, WiringError
 from ..devices._aio import wait_for_awaitable
@@ -21,21 +22,19 @@ from ._flyers import (
     SeqFlyLogic,
     pulse_table,
 )
-from ._run import (
-    FlyRun,
-    PlanArgumentError,
-    check_blocks,
+from .arguments import (
+    Count,
+    PlanArguments,
+    Seconds,
     check_detectors,
-    check_panda_settings,
-    detector_trigger_info,
-    fly_run,
-    flyer,
     panda_defaults,
-    positive_float,
-    positive_int,
 )
+from .errors import PlanArgumentError
+from .fly_run import FlyRun, fly_run, flyer
+from .prechecks import check_blocks, check_panda_settings
+from .triggering import detector_trigger_info
 
-__all__ = ["MAX_FRAMES", "SeqTiming", "seq_timing", "time_scan"]
+__all__ = ["MAX_FRAMES", "SeqTiming", "SeqTimingArguments", "seq_timing", "time_scan"]
 
 #: The most frames one SEQ table can time (4096 rows of 65535 repeats).
 MAX_FRAMES = MAX_SEQ_ROWS * MAX_ROW_REPEATS
@@ -81,32 +80,54 @@ class SeqTiming:
         )
 
 
+class SeqTimingArguments(PlanArguments):
+    """Frames, period and exposure (default: half the period) for one SEQ table."""
+
+    frames: Count
+    period: Seconds
+    exposure: Seconds | None = None
+
+    @property
+    def period_ticks(self) -> int:
+        return round(self.period / TICK)
+
+    @property
+    def live(self) -> float:
+        """The exposure in seconds, given or half the period."""
+        return self.period / 2 if self.exposure is None else self.exposure
+
+    @property
+    def live_ticks(self) -> int:
+        return round(self.live / TICK)
+
+    @model_validator(mode="after")
+    def _fits_the_sequencer(self) -> Self:
+        if self.frames > MAX_FRAMES:
+            raise PlanArgumentError(
+                f"{self.frames} frames is more than one SEQ table can time "
+                f"({MAX_FRAMES}: {MAX_SEQ_ROWS} rows of {MAX_ROW_REPEATS}); split "
+                "the scan into runs"
+            )
+        if self.live_ticks < 1:
+            raise PlanArgumentError(
+                f"exposure {self.live:g} s is shorter than the PandA's 8 ns clock tick"
+            )
+        if self.period_ticks - self.live_ticks < 1:
+            raise PlanArgumentError(
+                f"period {self.period:g} s is not longer than exposure {self.live:g} "
+                "s: the PandA needs at least one 8 ns tick of dead time between "
+                "frames; lengthen the period or shorten the exposure"
+            )
+        return self
+
+
 def seq_timing(frames: Any, period: Any, exposure: Any = None) -> SeqTiming:
     """Check the frame count and times; the :class:`SeqTiming` to run.
 
     Raises :class:`PlanArgumentError` naming the problem.
     """
-    frames = positive_int("frames", frames)
-    period = positive_float("period", period)
-    exposure = period / 2 if exposure is None else positive_float("exposure", exposure)
-    if frames > MAX_FRAMES:
-        raise PlanArgumentError(
-            f"{frames} frames is more than one SEQ table can time ({MAX_FRAMES}: "
-            f"{MAX_SEQ_ROWS} rows of {MAX_ROW_REPEATS}); split the scan into runs"
-        )
-    period_ticks = round(period / TICK)
-    live_ticks = round(exposure / TICK)
-    if live_ticks < 1:
-        raise PlanArgumentError(
-            f"exposure {exposure:g} s is shorter than the PandA's 8 ns clock tick"
-        )
-    if period_ticks - live_ticks < 1:
-        raise PlanArgumentError(
-            f"period {period:g} s is not longer than exposure {exposure:g} s: the "
-            "PandA needs at least one 8 ns tick of dead time between frames; "
-            "lengthen the period or shorten the exposure"
-        )
-    return SeqTiming(frames, period_ticks, live_ticks)
+    args = SeqTimingArguments.check(frames=frames, period=period, exposure=exposure)
+    return SeqTiming(args.frames, args.period_ticks, args.live_ticks)
 
 
 def time_scan(

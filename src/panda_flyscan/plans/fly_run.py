@@ -1,0 +1,187 @@
+"""The run every flyscan plan ends in: :func:`fly_run` of a :class:`FlyRun`.
+
+ophyd-async's flyscan sequence written once: stage, apply the PandA
+settings, open the run, prepare (motor to its run-up, trigger sources
+programmed, detectors and PandA armed), declare the streams, kick off in
+order, collect while completing, close, unstage. On any error, abort or
+Ctrl-C (twice: a flyscan has no checkpoint, so the RunEngine aborts), it
+stops the trigger sources and the motor, disarms the PandA, collects what was
+captured, closes the run with that (:mod:`.cleanup`), then unstages (files
+closed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import bluesky.plan_stubs as bps
+from bluesky.protocols import Flyable, Preparable
+from bluesky.utils import MsgGenerator
+from ophyd_async.core import FlyableLogic, Settings, StandardDetector, TriggerInfo
+from ophyd_async.fastcs.panda import HDFPanda, apply_panda_settings
+
+from ..devices._aio import wait_for_awaitable
+from .cleanup import stop_and_keep
+from .dropped_triggers import DroppedTriggersWatch
+from .errors import PlanArgumentError
+from .prechecks import check_data_directories
+
+__all__ = ["FLUSH_PERIOD", "FlyRun", "Flyer", "fly_run", "flyer", "motor_flyer"]
+
+#: Collect (and so write to Tiled) at least this often during a scan.
+FLUSH_PERIOD = 0.5
+
+
+@dataclass
+class Flyer:
+    """A trigger source or motor flown in the run."""
+
+    device: Any  # Preparable & Flyable (StandardFlyable, Motor, SimAxis)
+    info: Any
+    #: How to stop it on an error (the logic's stop, or the motor's).
+    stop: Callable[[], Any]
+
+
+@dataclass
+class FlyRun:
+    """Everything :func:`fly_run` needs; plans fill it after validating."""
+
+    panda: HDFPanda
+    panda_info: TriggerInfo
+    settings: Settings[HDFPanda]
+    md: dict[str, Any]
+    #: Stream name -> devices collected into it.
+    streams: dict[str, list[StandardDetector]]
+    #: Detectors (not the PandA) and how to prepare each.
+    detectors: list[tuple[StandardDetector, TriggerInfo]] = field(default_factory=list)
+    #: Prepared before the detectors, kicked off in this order after them.
+    flyers: list[Flyer] = field(default_factory=list)
+    #: Detectors kicked off after the flyers (free-running, internally triggered).
+    late_kickoff: list[StandardDetector] = field(default_factory=list)
+    #: Called after the flyers' kickoff; may yield messages (asynchronous plan).
+    after_kickoff: Callable[[], MsgGenerator[None]] | None = None
+    flush_period: float = FLUSH_PERIOD
+
+
+def fly_run(run: FlyRun) -> MsgGenerator[str]:
+    """Stage, fly, collect and close one run; clean stop on any error."""
+    panda = run.panda
+    detectors = [det for det, _ in run.detectors]
+    all_detectors = [panda, *detectors]
+    flyer_devices = [f.device for f in run.flyers]
+    stageable = [*all_detectors, *flyer_devices]
+    state = {"open": False, "declared": False}
+    dropped = DroppedTriggersWatch(
+        [(d, i) for d, i in run.detectors if d not in run.late_kickoff]
+    )
+    #: The flyers' and detectors' complete statuses, cancelled after an error.
+    completing: list[Any] = []
+
+    def body() -> MsgGenerator[str]:
+        yield from bps.stage_all(*stageable)
+        # Written whether or not they differ: the IOC's records can lag the
+        # PandA by a poll, so comparing with them could skip a needed write.
+        yield from apply_panda_settings(run.settings)
+        uid = yield from bps.open_run(md=run.md)
+        state["open"] = True
+        # A flyscan cannot be rewound: a pause (Ctrl-C twice) aborts the run.
+        yield from bps.clear_checkpoint()
+        group = "fly-prepare"
+        for flyer in run.flyers:
+            yield from bps.prepare(flyer.device, flyer.info, group=group)
+        for det, info in run.detectors:
+            yield from bps.prepare(det, info, group=group)
+        yield from bps.wait(group=group)
+        # The PandA last: arming opens its file just before the triggers start.
+        yield from bps.prepare(panda, run.panda_info, wait=True)
+        for name, devices in run.streams.items():
+            yield from bps.declare_stream(*devices, name=name, collect=True)
+        state["declared"] = True
+        early = [d for d in all_detectors if d not in run.late_kickoff]
+        yield from bps.kickoff_all(*early, wait=True)
+        # Armed, no trigger yet: the detectors' counts of missed triggers now.
+        yield from dropped.start()
+        for flyer in run.flyers:
+            yield from bps.kickoff(flyer.device, wait=True)
+        if run.late_kickoff:
+            yield from bps.kickoff_all(*run.late_kickoff, wait=True)
+        if run.after_kickoff is not None:
+            yield from run.after_kickoff()
+        yield from _collect_while_completing(
+            run, [*flyer_devices, *all_detectors], completing, dropped.check
+        )
+        yield from bps.close_run()
+        state["open"] = False
+        return uid
+
+    def on_error(exc: Exception) -> MsgGenerator[None]:
+        for status in completing:
+            # Nobody waits for these any more; left alone they would time out.
+            task = getattr(status, "task", None)
+            if task is not None and not status.done:
+                task.cancel()
+        yield from stop_and_keep(run, state, exc)
+
+    def cleanup() -> MsgGenerator[None]:
+        yield from bps.unstage_all(*stageable)
+
+    # Before anything is staged or opened: a writer that cannot write is a
+    # bad argument, not a failed run.
+    yield from wait_for_awaitable(check_data_directories(panda, detectors))
+    return (
+        yield from _contingency(body, on_error, cleanup)  # type: ignore[misc]
+    )
+
+
+def _contingency(
+    body: Callable[[], MsgGenerator[str]],
+    on_error: Callable[[Exception], MsgGenerator[None]],
+    cleanup: Callable[[], MsgGenerator[None]],
+) -> MsgGenerator[str]:
+    """try/except/finally for plans (bluesky's contingency_wrapper, typed)."""
+    from bluesky.preprocessors import contingency_wrapper
+
+    return (
+        yield from contingency_wrapper(
+            body(), except_plan=on_error, final_plan=cleanup, auto_raise=True
+        )
+    )
+
+
+def _collect_while_completing(
+    run: FlyRun,
+    devices: list[Any],
+    statuses: list[Any],
+    check: Callable[[], MsgGenerator[None]],
+) -> MsgGenerator[None]:
+    """bluesky's collect_while_completing, for one or several named streams;
+    the complete statuses are appended to ``statuses``; ``check`` runs after
+    each collect (and may raise to stop the scan)."""
+    group = "fly-complete"
+    for device in devices:
+        statuses.append((yield from bps.complete(device, group=group, wait=False)))
+    done = False
+    while not done:
+        done = yield from bps.wait(
+            group=group, timeout=run.flush_period, error_on_timeout=False
+        )
+        for name, streamed in run.streams.items():
+            yield from bps.collect(*streamed, name=name)
+        yield from check()
+
+
+def flyer(logic: FlyableLogic, info: Any, name: str) -> Flyer:
+    """A PandA block's flyable logic as a :class:`Flyer`."""
+    return Flyer(device=logic.with_device(name=name), info=info, stop=logic.stop)
+
+
+def motor_flyer(motor: Any, info: Any) -> Flyer:
+    """A motor (ophyd-async ``Motor`` or :class:`SimAxis`) as a :class:`Flyer`."""
+    if not isinstance(motor, Preparable) or not isinstance(motor, Flyable):
+        raise PlanArgumentError(f"{motor!r} cannot fly (no prepare/kickoff/complete)")
+    stop = getattr(motor, "stop", None)
+    if stop is None:
+        raise PlanArgumentError(f"{motor!r} cannot be stopped (no stop())")
+    return Flyer(device=motor, info=info, stop=lambda: stop(success=False))
