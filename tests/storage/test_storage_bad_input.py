@@ -22,7 +22,7 @@ from panda_flyscan.storage import (
     local_tiled_config,
     subscribe_tiled_writer,
 )
-from panda_flyscan.storage.server import load_config
+from panda_flyscan.storage.config import load_config
 
 
 def _probe_nodes(client) -> list[str]:

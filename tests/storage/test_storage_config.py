@@ -15,7 +15,7 @@ from panda_flyscan.storage import (
     render_postgres_config,
     shipped_postgres_config_path,
 )
-from panda_flyscan.storage.server import load_config
+from panda_flyscan.storage.config import load_config
 
 
 def test_shipped_postgres_config_is_the_generated_one():

@@ -21,7 +21,7 @@ from panda_flyscan.storage import (
     pending_journals,
     replay,
 )
-from panda_flyscan.storage.checks import FailFastTransport, RequestAborted
+from panda_flyscan.storage.fail_fast import FailFastTransport, RequestAborted
 from panda_flyscan.storage.journal import JournalFile, decode, encode, read_journal
 
 

@@ -52,7 +52,8 @@ if TYPE_CHECKING:
         stream_dataframe,
         stream_names,
     )
-    from .server import TiledService, run_server, serve_local
+    from .runner import run_server, serve_local
+    from .service import TiledService
     from .writer import DurableTiledWriter, WriterStats, subscribe_tiled_writer
 
 _EXPORTS: dict[str, str] = {
@@ -67,7 +68,7 @@ _EXPORTS: dict[str, str] = {
     "TiledAuthenticationError": "errors",
     "TiledPermissionError": "errors",
     "TiledServerConfigError": "errors",
-    "TiledService": "server",
+    "TiledService": "service",
     "TiledServiceError": "errors",
     "TiledUnreachableError": "errors",
     "WriterStats": "writer",
@@ -86,8 +87,8 @@ _EXPORTS: dict[str, str] = {
     "read_stream": "readback",
     "render_postgres_config": "config",
     "replay": "journal",
-    "run_server": "server",
-    "serve_local": "server",
+    "run_server": "runner",
+    "serve_local": "runner",
     "shipped_postgres_config_path": "config",
     "stream_dataframe": "readback",
     "stream_names": "readback",

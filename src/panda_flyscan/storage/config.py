@@ -1,9 +1,10 @@
 """Tiled server configurations: the embedded local default and production.
 
 Two layouts are produced here, both as plain Tiled configuration (the same
-schema ``tiled serve config`` reads):
+schema ``tiled serve config`` reads), and :func:`load_config` validates any
+configuration before a server starts:
 
-* :func:`local_tiled_config`: the service :mod:`.server` runs by default. One
+* :func:`local_tiled_config`: the service :mod:`.runner` runs by default. One
   data directory holds the SQLite catalog, the DuckDB table store (event data)
   and a file store (arrays); extra directories are readable as external assets.
 * :func:`render_postgres_config`: a commented YAML file for a production
@@ -14,14 +15,21 @@ schema ``tiled serve config`` reads):
 
 from __future__ import annotations
 
+import copy
 import json
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
+
+from .errors import TiledServiceError
+
+if TYPE_CHECKING:
+    from tiled.config import Config
 
 #: API key of the local development service. It is documented (docs/storage.md)
 #: and matches the user tutorial (``tiled serve catalog --api-key=secret``). The
@@ -220,3 +228,84 @@ def shipped_postgres_config_path() -> Path:
     return Path(
         str(resources.files("panda_flyscan.storage").joinpath(POSTGRES_CONFIG_NAME))
     )
+
+
+def _unexpanded(value: Any) -> list[str]:
+    """Strings in a parsed configuration still holding ``${VAR}`` placeholders."""
+    if isinstance(value, str):
+        return [value] if "${" in value or value.startswith("$") else []
+    if isinstance(value, Mapping):
+        return [s for v in value.values() for s in _unexpanded(v)]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _unexpanded(v)]
+    return []
+
+
+def _check_readable_dirs(paths: Iterable[str]) -> None:
+    """Fail now, naming the fix, if a readable directory is unusable.
+
+    A missing directory does not stop Tiled from starting, but every external
+    asset registered there would fail to read (500) later, mid-analysis.
+    """
+    for entry in paths:
+        path = Path(entry.removeprefix("file://localhost").removeprefix("file://"))
+        if "://" in entry and not entry.startswith("file:"):
+            continue  # object storage etc.: not ours to check
+        if not path.is_dir():
+            raise TiledServiceError(
+                f"Readable directory {path} does not exist. Create it (the "
+                "directory where detectors and the PandA write their files) or "
+                "remove it from --readable / readable_storage."
+            )
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise TiledServiceError(
+                f"Readable directory {path} is not readable by this user "
+                f"(uid {os.getuid()}). Fix its permissions (e.g. chmod o+rx) or "
+                "run the server as a user that can read it."
+            )
+
+
+def load_config(config: Mapping[str, Any] | str | Path) -> Config:
+    """Parse and validate a Tiled configuration (a dict, or a YAML file/dir).
+
+    Raises :class:`TiledServiceError` for placeholders left unexpanded (an
+    environment variable not set) and for readable directories that do not
+    exist, before any server starts.
+    """
+    from tiled.config import Config, parse_configs
+
+    try:
+        if isinstance(config, Mapping):
+            parsed = Config.model_validate(copy.deepcopy(dict(config)))
+        else:
+            parsed = parse_configs(Path(config))
+    except Exception as err:
+        raise TiledServiceError(f"Invalid Tiled configuration: {err}") from err
+    for tree in parsed.trees or []:
+        args = tree.args or {}
+        relevant = {
+            k: args.get(k) for k in ("uri", "writable_storage", "readable_storage")
+        }
+        if missing := _unexpanded(relevant):
+            raise TiledServiceError(
+                f"The configuration still contains {missing}: set these "
+                "environment variables before starting the server (see the "
+                "header of the configuration file)."
+            )
+        _check_readable_dirs(args.get("readable_storage") or [])
+    key = parsed.authentication.single_user_api_key
+    if key is not None and _unexpanded(key):
+        raise TiledServiceError(
+            f"The API key is the placeholder {key!r}: set that environment variable."
+        )
+    return parsed
+
+
+def check_api_key(api_key: str) -> str:
+    """Return ``api_key`` if Tiled accepts it as a single-user key, else raise."""
+    if not api_key or not api_key.isalnum():
+        raise TiledServiceError(
+            "The API key must be non-empty and alphanumeric (Tiled's rule, so that "
+            "it survives URLs); generate one with `openssl rand -hex 32`."
+        )
+    return api_key

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+from ..polling import poll_until
 
 __all__ = ["read_datasets"]
 
@@ -20,18 +21,17 @@ def read_datasets(path: Path, *names: str, timeout: float = 10.0) -> list[np.nda
     close), so retry a plain open until ``timeout``: on return the file is
     closed.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with h5py.File(path, "r") as f:
-                out = []
-                for name in names:
-                    dataset = f[name]
-                    if not isinstance(dataset, h5py.Dataset):
-                        raise KeyError(f"{path} has no dataset {name!r}")
-                    out.append(np.asarray(dataset[()]))
-            return out
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+
+    def read() -> tuple[list[np.ndarray]]:
+        with h5py.File(path, "r") as f:
+            out = []
+            for name in names:
+                dataset = f[name]
+                if not isinstance(dataset, h5py.Dataset):
+                    raise KeyError(f"{path} has no dataset {name!r}")
+                out.append(np.asarray(dataset[()]))
+        return (out,)  # a true value even with no names
+
+    # On time-out the last OSError is re-raised, as the file still refuses.
+    (arrays,) = poll_until(read, timeout=timeout, retry_on=(OSError,))
+    return arrays

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from .checks import RequestAborted, failing_fast
+from .fail_fast import RequestAborted, failing_fast
 
 T = TypeVar("T")
 

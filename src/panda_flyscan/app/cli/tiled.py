@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -81,14 +80,12 @@ def tiled() -> None:
     help="Serve this Tiled configuration file instead (e.g. the PostgreSQL one "
     "from `config postgres`); --data-dir and --readable are then ignored.",
 )
-@click.option("--ready-file", type=click.Path(path_type=Path), hidden=True)
 def serve(
     data_dir: Path | None,
     port: int,
     api_key: str,
     readable: tuple[Path, ...],
     config_file: Path | None,
-    ready_file: Path | None,
 ) -> None:
     """Run the Tiled service in the foreground until Ctrl-C or SIGTERM.
 
@@ -97,9 +94,11 @@ def serve(
     authentication, bound to 127.0.0.1. Prints the API URI on stdout once the
     server answers; logs go to stderr.
     """
-    from ...storage.server import run_server, serve_local
+    from ...storage.runner import run_server, serve_local
 
     def on_ready(uri: str) -> None:
+        # The one stdout line: scripts and TiledService read the URI from it
+        # (storage.service.READY_LINE), so it is flushed at once.
         click.echo(uri)
         sys.stdout.flush()
         click.echo(
@@ -107,10 +106,6 @@ def serve(
             f"Connect with: from_uri({uri.removesuffix('/api/v1')!r}, api_key=...)",
             err=True,
         )
-        if ready_file is not None:
-            tmp = ready_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"uri": uri}))
-            tmp.replace(ready_file)  # atomic: the reader never sees half a file
 
     try:
         if config_file is not None:
