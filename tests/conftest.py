@@ -71,3 +71,34 @@ def beamline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatedBeam
     ) as started:
         os.environ.update(started.env)  # adds PANDA_HOST and PANDA_PREFIX
         yield started
+
+
+#: Fixtures that start real servers, and the marker a test using one (directly
+#: or through another fixture) gets: `./run test --fast` deselects them.
+_SERVER_FIXTURES = {
+    "beamline": "ioc",
+    "sqlite_backend": "tiled",
+    "postgres_backend": "postgres",
+}
+#: Modules whose tests start servers themselves (no fixture to see).
+_SERVER_MODULES = {
+    "test_launcher.py": "ioc",
+    "test_beamline_flyscan.py": "ioc",
+    "test_fastcs_panda.py": "ioc",
+    "test_bench.py": "ioc",
+    "test_storage_outage.py": "tiled",
+    "test_storage_server.py": "tiled",
+    "test_storage_bad_input.py": "tiled",
+    "test_storage_user_document.py": "tiled",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        for fixture, mark in _SERVER_FIXTURES.items():
+            if fixture in names:
+                item.add_marker(mark)
+        mark = _SERVER_MODULES.get(item.path.name)
+        if mark is not None:
+            item.add_marker(mark)
