@@ -6,6 +6,11 @@ the user-facing value and attributes (``PULSE1.DELAY=1.5``,
 the firmware registers the block models take (``DELAY_L``/``DELAY_H`` ticks).
 Nothing here does I/O; errors raise :class:`FieldError` whose text becomes the
 ``ERR`` reply.
+
+Longer than 400 lines on purpose: one class per field type of the server
+(param, read, write, time, table, bit/pos mux, ...), each small, and the
+server's fixed error texts shared between them; splitting them would scatter
+one concern (the server's value syntax) over several files.
 """
 
 from __future__ import annotations
