@@ -1,25 +1,9 @@
 """The simulated motor's behaviour: moves on the world's axis, its readbacks.
 
-The world's axis (``INENC1`` by default, in encoder counts) is the single source
-of truth: a move replans it with a trapezoidal velocity profile
-(:func:`sim_ioc.world.trapezoid`), the INENC block of the same name counts it
-tick by tick, and the readback is read back from it. So PCOMP fires where the
-motor really is, and a ``*SIM.MOVE`` on the PandA's control port shows in
-``RBV`` too. Dial position and encoder counts are related by::
-
-    counts = dial * resolution + offset      (resolution: counts per EGU)
-
-and user and dial positions as in the motor record: ``user = dial * DIR + OFF``
-(DIR +1 for ``Pos``, -1 for ``Neg``).
-
-Motor-record behaviour kept: put-callback on ``VAL`` completes when the move
-is done (``DMOV`` back to 1); soft limits in dial (``DHLM``/``DLLM``, both 0 =
-none) refuse a move by setting ``LVIO=1`` and restoring ``VAL``; ``STOP``
-decelerates at the ``ACCL`` rate and sets ``VAL`` to where it stopped; a new
-``VAL`` during a move stops and then moves to it; ``VELO`` is clamped to
-``VMAX``; ``SET=Set`` with ``FOFF=Variable`` redefines the user position
-through ``OFF``. Not simulated: backlash, retries, homing, jogging, hard limit
-switches (``HLS``/``LLS`` stay 0), ``SPMG``.
+:class:`SimMotor` replans the world's axis (in encoder counts) with a
+trapezoidal profile on each move and reads ``RBV`` back from it; the motor
+record behaviour it keeps, and what it does not simulate, are listed in
+:mod:`sim_ioc.motor`.
 """
 
 from __future__ import annotations
