@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Iterable
-from typing import Annotated, Any, Self, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic.dataclasses import dataclass
@@ -75,10 +75,16 @@ def _describe(owner: str, names: list[str], error: ErrorDetails) -> str:
 @dataclass(frozen=True)
 class DetectorWiring:
     """PandA output ``TTLOUT<ttlout>`` is cabled to the trigger input of
-    ``detector`` (the ophyd device name)."""
+    ``detector`` (the ophyd device name).
+
+    ``divider``: the ``DIV<divider>`` block that divides the detector's
+    trigger train when a plan runs it at a fraction of the frame rate (e.g.
+    ``spec_scan(..., divisors={"det2": 10})``); None if it never does.
+    """
 
     detector: DeviceName
     ttlout: BlockNumber
+    divider: BlockNumber | None = None
 
 
 @_raises_wiring_error
@@ -101,13 +107,16 @@ class PandaWiring:
     """Everything a plan needs to know about the cabling.
 
     ``seq`` and ``pcomp`` name the instances the plans program (default 1);
-    change them if those are used for something else.
+    change them if those are used for something else. ``bit`` is the
+    ``BITS`` output (A-D) a plan raises to tell the SEQ that the motors have
+    arrived at a point of a step path (``spec_scan``).
     """
 
     detectors: tuple[DetectorWiring, ...] = ()
     encoders: tuple[EncoderWiring, ...] = ()
     seq: BlockNumber = 1
     pcomp: BlockNumber = 1
+    bit: Literal["A", "B", "C", "D"] = "A"
     #: Free-form notes shown in the run's metadata.
     notes: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -124,6 +133,11 @@ class PandaWiring:
             # Two detectors on one output is legal cabling (a splitter) but
             # almost always a typo; say so rather than guess.
             raise WiringError(f"TTLOUT{dupes} drive more than one detector")
+        div = [d.divider for d in self.detectors if d.divider is not None]
+        if dupes := sorted({n for n in div if div.count(n) > 1}):
+            raise WiringError(
+                f"DIV{dupes} divide the trigger of more than one detector"
+            )
         return self
 
     def ttlout_for(self, detector: str) -> int:
@@ -136,6 +150,18 @@ class PandaWiring:
             f"detector {detector!r} is not in the PandA wiring (wired detectors: "
             f"{known}); add DetectorWiring({detector!r}, ttlout=N)"
         )
+
+    def divider_for(self, detector: str) -> int:
+        """The DIV block that divides ``detector``'s trigger train."""
+        self.ttlout_for(detector)  # raises if the detector is not wired at all
+        found = next(d.divider for d in self.detectors if d.detector == detector)
+        if found is None:
+            raise WiringError(
+                f"detector {detector!r} has no divider in the PandA wiring: to "
+                "trigger it every k-th frame, give it a DIV block, e.g. "
+                f"DetectorWiring({detector!r}, ttlout=N, divider=1)"
+            )
+        return found
 
     def ttlouts_for(self, detectors: Iterable[str]) -> dict[str, int]:
         """TTL output of each detector, by name."""
@@ -155,9 +181,14 @@ class PandaWiring:
     def as_metadata(self) -> dict[str, object]:
         """A JSON-able description for the run's start document."""
         return {
-            "detectors": {d.detector: f"TTLOUT{d.ttlout}" for d in self.detectors},
+            "detectors": {
+                d.detector: f"TTLOUT{d.ttlout}"
+                + ("" if d.divider is None else f" (divided by DIV{d.divider})")
+                for d in self.detectors
+            },
             "encoders": {e.motor: f"INENC{e.inenc}" for e in self.encoders},
             "seq": f"SEQ{self.seq}",
             "pcomp": f"PCOMP{self.pcomp}",
+            "bit": f"BITS.OUT{self.bit}",
             **({"notes": dict(self.notes)} if self.notes else {}),
         }

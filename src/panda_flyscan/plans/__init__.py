@@ -4,6 +4,7 @@ Bluesky generator plans; each returns the run uid::
 
     RE(time_scan(panda, frames=1000, period=1e-3, exposure=0.5e-3))
     RE(position_scan(panda, x, start=0, stop=10, num=101, velocity=20))
+    RE(spec_scan(panda, Fly(1e-3 @ (Line(y, 0, 1, 20) * ~Line(x, 0, 2, 500)))))
     uid = RE(async_scan(panda, motor=x, start=0, stop=10, velocity=5))[0]
     cobin_run(tiled_client, uid, frame_times=...)
 
@@ -16,6 +17,7 @@ from .asynchronous import CLOCK_STREAM, async_scan
 from .cobin import cobin, cobin_run, panda_sample_times
 from .errors import DroppedTriggersError, PlanArgumentError
 from .position_based import PcompPoints, pcomp_points, position_scan
+from .spec_based import spec_scan
 from .time_based import MAX_FRAMES, SeqTiming, seq_timing, time_scan
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "pcomp_points",
     "position_scan",
     "seq_timing",
+    "spec_scan",
     "time_scan",
 ]
 

@@ -56,6 +56,10 @@ def stop_and_keep(
             (lambda f=f: wait_for_awaitable(_quietly(f.stop())))  # type: ignore[misc]
             for f in run.flyers
         ),
+        *(
+            (lambda f=f: wait_for_awaitable(_quietly(f())))  # type: ignore[misc]
+            for f in run.stop_on_error
+        ),
         lambda: wait_for_awaitable(_quietly(_disarm_and_drain(run.panda))),
     ]
     if state["declared"]:

@@ -26,7 +26,7 @@ from ..devices._aio import wait_for_awaitable
 from .cleanup import stop_and_keep
 from .dropped_triggers import DroppedTriggersWatch
 from .errors import PlanArgumentError
-from .prechecks import check_data_directories
+from .prechecks import check_data_directories, prime_datasets
 
 __all__ = ["FLUSH_PERIOD", "FlyRun", "Flyer", "fly_run", "flyer", "motor_flyer"]
 
@@ -62,6 +62,16 @@ class FlyRun:
     late_kickoff: list[StandardDetector] = field(default_factory=list)
     #: Called after the flyers' kickoff; may yield messages (asynchronous plan).
     after_kickoff: Callable[[], MsgGenerator[None]] | None = None
+    #: Drives the scan after kickoff (spec_scan's lines and points), given a
+    #: ``flush`` plan stub that collects every stream and checks for dropped
+    #: triggers; call it while waiting. The run then waits for the flyers'
+    #: and detectors' completion as usual.
+    drive: Callable[[Callable[[], MsgGenerator[None]]], MsgGenerator[None]] | None = (
+        None
+    )
+    #: Also stopped on an error, abort or Ctrl-C (e.g. the motors ``drive``
+    #: moves); each returns an awaitable.
+    stop_on_error: list[Callable[[], Any]] = field(default_factory=list)
     flush_period: float = FLUSH_PERIOD
 
 
@@ -84,6 +94,7 @@ def fly_run(run: FlyRun) -> MsgGenerator[str]:
         # Written whether or not they differ: the IOC's records can lag the
         # PandA by a poll, so comparing with them could skip a needed write.
         yield from apply_panda_settings(run.settings)
+        yield from wait_for_awaitable(prime_datasets(panda, run.settings))
         uid = yield from bps.open_run(md=run.md)
         state["open"] = True
         # A flyscan cannot be rewound: a pause (Ctrl-C twice) aborts the run.
@@ -109,6 +120,8 @@ def fly_run(run: FlyRun) -> MsgGenerator[str]:
             yield from bps.kickoff_all(*run.late_kickoff, wait=True)
         if run.after_kickoff is not None:
             yield from run.after_kickoff()
+        if run.drive is not None:
+            yield from run.drive(lambda: _flush(run, dropped.check))
         yield from _collect_while_completing(
             run, [*flyer_devices, *all_detectors], completing, dropped.check
         )
@@ -167,9 +180,13 @@ def _collect_while_completing(
         done = yield from bps.wait(
             group=group, timeout=run.flush_period, error_on_timeout=False
         )
-        for name, streamed in run.streams.items():
-            yield from bps.collect(*streamed, name=name)
-        yield from check()
+        yield from _flush(run, check)
+
+
+def _flush(run: FlyRun, check: Callable[[], MsgGenerator[None]]) -> MsgGenerator[None]:
+    for name, streamed in run.streams.items():
+        yield from bps.collect(*streamed, name=name)
+    yield from check()
 
 
 def flyer(logic: FlyableLogic, info: Any, name: str) -> Flyer:

@@ -20,7 +20,12 @@ from ..devices import Capture, CaptureError
 from ..devices.capture import capture_settings, parse_field
 from .errors import PlanArgumentError
 
-__all__ = ["check_blocks", "check_data_directories", "check_panda_settings"]
+__all__ = [
+    "check_blocks",
+    "check_data_directories",
+    "check_panda_settings",
+    "prime_datasets",
+]
 
 
 async def check_panda_settings(
@@ -121,3 +126,51 @@ async def _check_ad_directory(name: str, writer: Any, provider: Any) -> str | No
     if await writer.file_path_exists.get_value():
         return None
     return f"detector {name} cannot write to {directory} (missing or not writable)"
+
+
+async def prime_datasets(
+    panda: HDFPanda, settings: Settings[HDFPanda], timeout: float = 5.0
+) -> None:
+    """Make the IOC's DATA:DATASETS table list what ``settings`` capture
+    before ophyd-async's prepare reads it.
+
+    PandABlocks-ioc 0.11 rewrites the table when a capture starts, the Name
+    column and then the DType column, and ophyd-async reads it straight after
+    starting the capture: it then sees the previous run's names (a stream
+    resource per old dataset) or, when their number changed, columns of
+    different lengths (a validation error). So when the table is not already
+    right, start a capture (no PCAP arm, so no data and no file), wait for
+    the table to show the new names in both columns, and stop it.
+    """
+    by_name = {sig.name: value for sig, value in settings.items()}
+    wanted = sorted(
+        str(value)
+        for name, value in by_name.items()
+        if name.endswith("_dataset")
+        and value
+        and by_name.get(name.removesuffix("_dataset") + "_capture", "No") != "No"
+    )
+
+    async def table() -> tuple[list[str], int] | None:
+        try:
+            found = await panda.data.datasets.get_value()
+        except Exception:  # read between the two column updates
+            return None
+        return sorted(found.name), len(found.dtype)
+
+    now = await table()
+    if not wanted or now == (wanted, len(wanted)):
+        return
+    await panda.data.capture.set(True)
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (now := await table()) != (wanted, len(wanted)):
+            if loop.time() > deadline:
+                raise TimeoutError(
+                    f"the PandA IOC's DATA:DATASETS shows {now} {timeout:g} s after "
+                    f"a capture started, not {wanted}"
+                )
+            await asyncio.sleep(0.02)  # the IOC posts no event for "both columns"
+    finally:
+        await panda.data.capture.set(False)

@@ -1,0 +1,447 @@
+"""Any scanspec path as one flyscan: :func:`spec_scan`.
+
+The path (:mod:`.scan_path`) is cut into flown lines and points; one SEQ
+table (:mod:`.seq_program`) times all of it, armed once; the plan then moves
+the motors line by line and point by point while the PandA and detectors
+stay armed, so lines follow each other at the motors' own turnaround.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import bluesky.plan_stubs as bps
+import numpy as np
+from bluesky.utils import MsgGenerator
+from ophyd_async.core import (
+    DetectorTrigger,
+    FlyMotorInfo,
+    StandardDetector,
+    TriggerInfo,
+    wait_for_value,
+)
+from ophyd_async.fastcs.panda import HDFPanda
+
+from ..devices import Capture, PandaWiring, WiringError
+from ..devices._aio import wait_for_awaitable
+from ._flyers import SeqFlyLogic
+from .arguments import (
+    PlanArguments,
+    Seconds,
+    check_detectors,
+    check_fly_motor,
+    panda_defaults,
+)
+from .errors import PlanArgumentError
+from .fly_run import FlyRun, fly_run, flyer
+from .prechecks import check_blocks, check_panda_settings
+from .scan_path import FlyLine, Point, ScanPath, scan_path
+from .seq_program import AxisFacts, SeqProgram, seq_program
+from .triggering import detector_trigger_info
+
+__all__ = ["SpecScanArguments", "spec_scan"]
+
+
+class SpecScanArguments(PlanArguments):
+    """The numbers of :func:`spec_scan` beside the spec."""
+
+    exposure: Seconds | None = None
+
+
+def spec_scan(
+    panda: HDFPanda,
+    spec: Any,
+    *,
+    detectors: Sequence[StandardDetector] = (),
+    wiring: PandaWiring | None = None,
+    captures: Sequence[Capture] | None = None,
+    md: Mapping[str, Any] | None = None,
+    divisors: Mapping[str, int] | None = None,
+    exposure: float | None = None,
+) -> MsgGenerator[str]:
+    """Fly any scanspec path in one run, the PandA armed once.
+
+    ``spec`` is a scanspec ``Spec`` over ophyd-async ``Motor``\\ s with a
+    duration per frame, e.g. a snake map::
+
+        spec = Fly(0.001 @ (Line(y, 0, 1, 20) * ~Line(x, 0, 2, 500)))
+        RE(spec_scan(panda, spec, detectors=[det]))
+
+    How each part of the path runs (:mod:`.scan_path`):
+
+    * lines inside ``Fly`` on which one axis moves: that motor flies through
+      the frames' bounds at constant velocity (ophyd-async fly motion: run-up,
+      line, run-down); the first frame is position-triggered by the SEQ
+      comparing the axis' encoder, the rest are timed; snaked lines run
+      backwards. Axes that do not move in the line (an outer ``Line(y)``)
+      step to their position during the turnaround.
+    * frames outside ``Fly`` (an outer step scan: ``Line(z) * Fly(...)``,
+      or ``0.1 @ Line(x)`` alone), and paths on which two axes move at once
+      (``Spiral``, a ``Zip`` of lines): point by point, the motors move and
+      stop, then the SEQ times the frames.
+
+    ``exposure`` (default: half of each frame) is OUTA's high time, centred
+    in the frame. Each detector is triggered from its TTLOUT (``wiring``) on
+    every frame, or on every k-th with ``divisors={name: k}`` through its
+    DIV block (``DetectorWiring.divider``). The PandA captures, at the end of
+    each exposure, every axis' encoder averaged over the exposure (the
+    frame's midpoint, under the motor's name), ``trigger_time`` (PCAP's
+    TS_TRIG: the exposure's end, as in :func:`time_scan`) and ``captures``.
+
+    Checked before anything moves or is armed (:class:`PlanArgumentError`):
+    an axis that is not a motor or has no encoder in the wiring, a speed
+    above a motor's maximum, a run-up outside its limits, frames closer than
+    one encoder count, a frame not longer than exposure + a detector's dead
+    time, no duration, a divisor that does not divide every line, more than
+    three flown axes, or more rows than one SEQ table holds.
+
+    Data: ``primary``, one row per frame (PandA and the detectors at divisor
+    1); a stream per divided detector, named after it, one row per its
+    frame. The start document has the spec (``scanspec``), ``shape``,
+    ``snaking`` and ``extents`` per dimension. Returns the run uid.
+    """
+    args = SpecScanArguments.check(exposure=exposure)
+    path = scan_path(spec)
+    motors = _check_axes(path)
+    dets = check_detectors(detectors)
+    wiring, capture_list = panda_defaults(panda, wiring, captures)
+    divs = _check_divisors(path, dets, divisors or {})
+    try:
+        inencs = {a: wiring.encoder_for(name) for a, name in motors.items()}
+        ttlouts = wiring.ttlouts_for(d.name for d in dets)
+        dividers = {name: wiring.divider_for(name) for name, k in divs.items() if k > 1}
+    except WiringError as err:
+        raise PlanArgumentError(str(err)) from err
+    seq = f"SEQ{wiring.seq}"
+    check_blocks(
+        panda,
+        [
+            seq,
+            *(f"INENC{n}" for n in inencs.values()),
+            *(f"TTLOUT{n}" for n in ttlouts.values()),
+            *(f"DIV{n}" for n in dividers.values()),
+        ],
+    )
+    facts = yield from wait_for_awaitable(_read_facts(panda, motors, inencs))
+    program = seq_program(path, facts, exposure=args.exposure)
+    capture_list = _axis_captures(capture_list, motors, inencs)
+    _, capture_list = panda_defaults(panda, wiring, capture_list)
+    frame = float(path.durations.min())
+    live = program.exposure(frame)
+    det_infos = yield from wait_for_awaitable(
+        asyncio.gather(
+            *(
+                detector_trigger_info(
+                    det,
+                    number=path.frames // divs[det.name],
+                    livetime=live,
+                    period=frame * divs[det.name],
+                )
+                for det in dets
+            )
+        )
+    )
+    wiring_values: dict[str, Any] = {
+        "pcap.enable": f"{seq}.ACTIVE",
+        "pcap.gate": f"{seq}.OUTA",
+        "pcap.trig": f"{seq}.OUTA",
+        "pcap.trig_edge": "Falling",
+    }
+    for pos, axis in program.pos_inputs.items():
+        wiring_values[f"seq.{wiring.seq}.{pos}"] = f"INENC{inencs[axis]}.VAL"
+    bit = wiring.bit.lower()
+    if path.points:
+        wiring_values[f"seq.{wiring.seq}.bita"] = f"BITS.OUT{wiring.bit}"
+        wiring_values[f"bits.{bit}"] = 0
+    for det in dets:
+        k, ttl = divs[det.name], ttlouts[det.name]
+        if k == 1:
+            wiring_values[f"ttlout.{ttl}.val"] = f"{seq}.OUTA"
+            continue
+        div = dividers[det.name]
+        wiring_values[f"div.{div}.enable"] = f"{seq}.ACTIVE"
+        wiring_values[f"div.{div}.inp"] = f"{seq}.OUTA"
+        wiring_values[f"div.{div}.divisor"] = k
+        wiring_values[f"div.{div}.first_pulse"] = "OutD"
+        wiring_values[f"ttlout.{ttl}.val"] = f"DIV{div}.OUTD"
+    settings = yield from wait_for_awaitable(
+        check_panda_settings(panda, capture_list, wiring_values)
+    )
+    streams: dict[str, list[StandardDetector]] = {
+        "primary": [panda, *(d for d in dets if divs[d.name] == 1)]
+    }
+    for det in dets:
+        if divs[det.name] > 1:
+            streams[det.name] = [det]
+    bits = getattr(panda, "bits", None)
+    handshake = getattr(bits, bit, None) if path.points else None
+    if path.points and handshake is None:
+        raise PlanArgumentError(
+            f"the PandA has no BITS.{wiring.bit}: a path with points needs it"
+        )
+    run_md = _start_metadata(
+        panda, path, program, dets, divs, capture_list, wiring, motors, md
+    )
+    seq_logic = SeqFlyLogic(seq=panda.seq[wiring.seq])
+    timeout = _patience(path, facts)
+    return (
+        yield from fly_run(
+            FlyRun(
+                panda=panda,
+                panda_info=TriggerInfo(
+                    number_of_events=path.frames,
+                    trigger=DetectorTrigger.EXTERNAL_LEVEL,
+                    exposure_timeout=timeout,
+                ),
+                settings=settings,
+                md=run_md,
+                streams=streams,
+                detectors=[
+                    (d, i.model_copy(update={"exposure_timeout": timeout}))
+                    for d, i in zip(dets, det_infos, strict=True)
+                ],
+                flyers=[
+                    flyer(seq_logic, program.info(), name=f"{panda.name}-{seq.lower()}")
+                ],
+                drive=lambda flush: _drive(path, motors, panda, handshake, flush),
+                stop_on_error=[
+                    (lambda m=m: m.stop(success=False))  # type: ignore[misc]
+                    for m in motors
+                ],
+            )
+        )
+    )
+
+
+def _check_axes(path: ScanPath) -> dict[Any, str]:
+    """Each axis is a flyable, movable motor: axis -> its name."""
+    names: dict[Any, str] = {}
+    for axis in path.axes:
+        if isinstance(axis, str):
+            raise PlanArgumentError(
+                f"the spec's axis {axis!r} is a name: build the spec over the motors "
+                f"themselves, e.g. Line(bl.motor({axis!r}), 0, 1, 11)"
+            )
+        name = check_fly_motor(axis)
+        for method in ("set", "prepare", "kickoff", "complete", "stop"):
+            if not callable(getattr(axis, method, None)):
+                raise PlanArgumentError(
+                    f"{name} has no {method}(): spec_scan moves and flies ophyd-async "
+                    "Motors"
+                )
+        names[axis] = name
+    dupes = sorted({n for n in names.values() if list(names.values()).count(n) > 1})
+    if dupes:
+        raise PlanArgumentError(f"two axes are named {dupes}: name each motor apart")
+    return names
+
+
+def _check_divisors(
+    path: ScanPath, dets: Sequence[StandardDetector], divisors: Mapping[str, int]
+) -> dict[str, int]:
+    names = {d.name for d in dets}
+    if unknown := sorted(set(divisors) - names):
+        raise PlanArgumentError(
+            f"divisors name {unknown}, which are not among the detectors "
+            f"{sorted(names)}"
+        )
+    result = {d.name: 1 for d in dets}
+    for name, k in divisors.items():
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise PlanArgumentError(
+                f"divisor of {name} must be a whole number >= 1, got {k!r}"
+            )
+        k = int(k)
+        if path.frames % k:
+            raise PlanArgumentError(
+                f"divisor {k} of {name} does not divide the scan's {path.frames} "
+                "frames: choose a divisor of the line length"
+            )
+        for line in path.lines:
+            if line.num % k:
+                raise PlanArgumentError(
+                    f"divisor {k} of {name} does not divide the {line.num} frames of "
+                    f"the line at frame {line.first}: {name} would fire at different "
+                    "places on each line; choose a divisor of the line length"
+                )
+        result[name] = k
+    return result
+
+
+async def _read_facts(
+    panda: HDFPanda, motors: Mapping[Any, str], inencs: Mapping[Any, int]
+) -> dict[Hashable, AxisFacts]:
+    async def one(axis: Any) -> AxisFacts:
+        enc = panda.inenc[inencs[axis]]  # type: ignore[attr-defined]
+        vmax, accl, egu, llm, hlm, dllm, dhlm, scale, offset = await asyncio.gather(
+            axis.max_velocity.get_value(),
+            axis.acceleration_time.get_value(),
+            axis.motor_egu.get_value(),
+            axis.low_limit_travel.get_value(),
+            axis.high_limit_travel.get_value(),
+            axis.dial_low_limit_travel.get_value(),
+            axis.dial_high_limit_travel.get_value(),
+            enc.val_scale.get_value(),
+            enc.val_offset.get_value(),
+        )
+        if not scale:
+            raise PlanArgumentError(
+                f"INENC{inencs[axis]}.VAL.SCALE is 0: set it to {motors[axis]}'s "
+                "units per encoder count"
+            )
+        # The motor record: dial limits both 0 means no limits.
+        limits = None if dllm == 0 and dhlm == 0 else (float(llm), float(hlm))
+        return AxisFacts(
+            name=motors[axis],
+            inenc=inencs[axis],
+            scale=float(scale),
+            offset=float(offset),
+            units=str(egu),
+            max_velocity=float(vmax),
+            acceleration_time=float(accl),
+            limits=limits,
+        )
+
+    axes = list(motors)
+    found = await asyncio.gather(*(one(a) for a in axes))
+    return dict(zip(axes, found, strict=True))
+
+
+def _axis_captures(
+    captures: Sequence[Capture], motors: Mapping[Any, str], inencs: Mapping[Any, int]
+) -> list[Capture]:
+    """``captures`` with each axis' encoder captured as ``Mean`` under the
+    motor's name (replacing any other capture of that field or name)."""
+    wanted = [
+        Capture(f"INENC{inencs[a]}.VAL", name, "Mean") for a, name in motors.items()
+    ]
+    fields = {c.ref for c in wanted}
+    names = {c.dataset for c in wanted}
+    kept = [c for c in captures if c.ref not in fields and c.dataset not in names]
+    return [*wanted, *kept]
+
+
+def _patience(path: ScanPath, facts: Mapping[Hashable, AxisFacts]) -> float:
+    """Longest a detector may wait between frames: a turnaround or a move."""
+    accl = max(f.acceleration_time for f in facts.values())
+    return float(path.durations.max()) + 2 * accl + 60.0
+
+
+def _start_metadata(
+    panda: HDFPanda,
+    path: ScanPath,
+    program: SeqProgram,
+    dets: Sequence[StandardDetector],
+    divs: Mapping[str, int],
+    captures: Sequence[Capture],
+    wiring: PandaWiring,
+    motors: Mapping[Any, str],
+    md: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    names = [motors[a] for a in path.axes]
+    serialised = path.spec.serialize()
+    return {
+        "plan_name": "spec_scan",
+        "plan_args": {
+            "spec": serialised,
+            "detectors": [d.name for d in dets],
+            "divisors": dict(divs),
+            "exposure": program.exposure(float(path.durations.min())),
+        },
+        "scanspec": serialised,
+        "motors": names,
+        "detectors": [panda.name, *(d.name for d in dets)],
+        "num_points": path.frames,
+        "num_intervals": path.frames - 1,
+        # bluesky's grid_scan conventions, so consumers can reshape.
+        "shape": list(path.shape),
+        "snaking": list(path.snaking),
+        "extents": [
+            [float(path.midpoints[a].min()), float(path.midpoints[a].max())]
+            for a in path.axes
+        ],
+        "hints": {"dimensions": [([n], "primary") for n in names]},
+        "panda_flyscan": {
+            "approach": "spec",
+            "lines": len(path.lines),
+            "points": len(path.points),
+            "seq_rows": program.rows,
+            "prescale_ticks": program.prescale_ticks,
+            "pos_inputs": {
+                pos.upper(): motors[a] for pos, a in program.pos_inputs.items()
+            },
+            "streams": {
+                d.name: ("primary" if divs[d.name] == 1 else d.name) for d in dets
+            },
+            "divisors": dict(divs),
+            "captures": {c.dataset: f"{c.ref} {c.mode}" for c in captures},
+            "wiring": wiring.as_metadata(),
+        },
+        **(md or {}),
+    }
+
+
+def _drive(
+    path: ScanPath,
+    motors: Mapping[Any, str],
+    panda: HDFPanda,
+    handshake: Any,
+    flush: Any,
+) -> MsgGenerator[None]:
+    """Move through the path's segments while the SEQ times the frames."""
+    at: dict[Any, float] = {}
+    for index, segment in enumerate(path.segments):
+        group = f"spec-segment-{index}"
+        if isinstance(segment, FlyLine):
+            axis: Any = segment.axis
+            yield from bps.prepare(
+                axis,
+                FlyMotorInfo(
+                    start_position=segment.start,
+                    end_position=segment.end,
+                    time_for_move=segment.time_for_move,
+                ),
+                group=group,
+            )
+            yield from _step_to(segment.fixed, at, group)
+            yield from bps.wait(group=group)
+            yield from bps.kickoff(axis, wait=True)
+            yield from bps.complete(axis, group=group)
+            yield from _wait_flushing(group, flush)
+            at.pop(axis, None)  # where the run-down ended: not a set point
+        else:
+            assert isinstance(segment, Point)
+            yield from _step_to(segment.positions, at, group)
+            yield from bps.wait(group=group)
+            # The SEQ waits for BITA low then high: lower it, raise it.
+            yield from bps.abs_set(handshake, 0, wait=True)
+            yield from bps.abs_set(handshake, 1, wait=True)
+            target = segment.first + segment.num
+            # Rows reach the IOC's file within a data flush; then move on.
+            patience = segment.num * segment.duration + 30.0
+            yield from bps.wait_for(
+                [
+                    lambda t=target, p=patience: wait_for_value(
+                        panda.data.num_captured, lambda n: n >= t, timeout=p
+                    )
+                ]
+            )
+            yield from flush()
+
+
+def _step_to(
+    positions: Mapping[Any, float], at: dict[Any, float], group: str
+) -> MsgGenerator[None]:
+    for axis, position in positions.items():
+        if at.get(axis) != position:
+            yield from bps.abs_set(axis, position, group=group)
+            at[axis] = position
+
+
+def _wait_flushing(group: str, flush: Any, period: float = 0.5) -> MsgGenerator[None]:
+    while not (
+        yield from bps.wait(group=group, timeout=period, error_on_timeout=False)
+    ):
+        yield from flush()
