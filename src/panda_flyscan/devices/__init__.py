@@ -7,6 +7,9 @@
   what the PandA captures (validated before anything is written).
 * :class:`PandaWiring`, :class:`DetectorWiring`, :class:`EncoderWiring`: the
   cabling, as data.
+* :func:`save_panda_configuration`, :func:`restore_panda_configuration`: the
+  PandA's fields, wiring and captures saved to and restored from YAML
+  (ophyd-async's settings machinery).
 * :func:`dropped_triggers_signal`: a detector's dropped-trigger count, if any.
 * :func:`real_beamline_devices` (and :func:`connect_beamline`): build and
   connect a :class:`Beamline`. The simulated beamline's devices are in
@@ -32,9 +35,23 @@ from .capture import (
 from .detector import dropped_triggers_signal
 from .panda import FlyscanPanda
 from .paths import RunFilePathProvider
+from .settings import (
+    RUN_TIME_FIELDS,
+    PandaConfiguration,
+    PandaConfigurationError,
+    check_panda_configuration,
+    configuration_files,
+    current_captures,
+    parse_wiring_document,
+    read_wiring,
+    restore_panda_configuration,
+    save_panda_configuration,
+    wiring_document,
+)
 from .wiring import DetectorWiring, EncoderWiring, PandaWiring, WiringError
 
 __all__ = [
+    "RUN_TIME_FIELDS",
     "SINGLE_DATASET_MODES",
     "Beamline",
     "Capture",
@@ -43,15 +60,25 @@ __all__ = [
     "EncoderWiring",
     "FieldRef",
     "FlyscanPanda",
+    "PandaConfiguration",
+    "PandaConfigurationError",
     "PandaWiring",
     "RunFilePathProvider",
     "WiringError",
     "apply_captures",
     "capture_settings",
     "check_captures",
+    "check_panda_configuration",
+    "configuration_files",
     "connect_beamline",
+    "current_captures",
     "dropped_triggers_signal",
     "in_bluesky_loop",
     "parse_field",
+    "parse_wiring_document",
+    "read_wiring",
     "real_beamline_devices",
+    "restore_panda_configuration",
+    "save_panda_configuration",
+    "wiring_document",
 ]
