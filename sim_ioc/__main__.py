@@ -3,10 +3,12 @@ devices in one process, sharing one world and one clock.
 
 * the simulated PandA on ``HOST`` (control port 8888, data port 8889), for the
   real PandABlocks-ioc the launcher starts beside it;
-* the motor record ``PREFIX:M1``, driving the PandA's INENC1 axis;
+* the motor records ``PREFIX:M1``, ``M2``, ``M3`` (x, y, z), driving the
+  PandA's INENC1, INENC2, INENC3 axes;
 * the area detector ``PREFIX:DET:`` (``cam1:``, ``HDF1:``), triggered by the
-  PandA's TTLOUT1, imaging a sample on the motor, its exposure output cabled
-  to the PandA's TTLIN1.
+  PandA's TTLOUT1, its exposure output cabled to the PandA's TTLIN1;
+* a slower one, ``PREFIX:DET2:`` (5 ms readout), triggered by TTLOUT2;
+* both imaging a sample on the M1 (x) and M2 (y) motors.
 
 ``--fmc-signal 'FMC_IN1=sine amplitude=2'`` chooses what an ADC channel sees
 (as the control port's ``*SIM.SIGNAL``). Every option is a field of
@@ -49,16 +51,29 @@ async def serve(config: SimulatorConfig, panda: SimulatedPanda | None = None) ->
     await server.start()
     tasks: list[asyncio.Task[None]] = []
     try:
-        motor = SimMotor(server, f"{config.prefix}:M1", config.motor_config())
-        pvdb = dict(motor.pvs)
-        detector = SimAreaDetector(
-            server,
-            f"{config.prefix}:DET:",
-            motor.user_position,
-            config.detector_config(),
-            local_pv=pvdb.get,
-        )
-        pvdb.update(detector.pvs)
+        motors = [
+            SimMotor(server, f"{config.prefix}:M{n}", motor_config)
+            for n, motor_config in enumerate(config.motor_configs(), start=1)
+        ]
+        pvdb = {name: pv for motor in motors for name, pv in motor.pvs.items()}
+        # The sample sits on M1 (x) and M2 (y); with one motor, y stays 0.
+        y_at = motors[1].user_position if len(motors) > 1 else None
+        detectors = [
+            SimAreaDetector(
+                server,
+                f"{config.prefix}:{name}:",
+                motors[0].user_position,
+                detector_config,
+                local_pv=pvdb.get,
+                y_position_at=y_at,
+            )
+            for name, detector_config in (
+                ("DET", config.detector_config()),
+                ("DET2", config.detector2_config()),
+            )
+        ]
+        for detector in detectors:
+            pvdb.update(detector.pvs)
         interfaces = os.environ.get("EPICS_CAS_INTF_ADDR_LIST", "127.0.0.1").split()
         listening = asyncio.Event()
 
@@ -68,8 +83,9 @@ async def serve(config: SimulatorConfig, panda: SimulatedPanda | None = None) ->
         ca_server = asyncio.create_task(
             Context(pvdb, interfaces).run(startup_hook=on_startup)
         )
-        tasks = [ca_server, asyncio.create_task(motor.run())]
-        tasks.append(asyncio.create_task(detector.run()))
+        tasks = [ca_server]
+        tasks += [asyncio.create_task(motor.run()) for motor in motors]
+        tasks += [asyncio.create_task(detector.run()) for detector in detectors]
         started = asyncio.create_task(listening.wait())
         await asyncio.wait([started, ca_server], return_when=asyncio.FIRST_COMPLETED)
         if not listening.is_set():

@@ -12,16 +12,31 @@ the simulator. The defaults are those of :class:`sim_ioc.motor.MotorConfig`
 and :class:`sim_ioc.detector.DetectorConfig`;
 :meth:`SimulatorConfig.motor_config` and :meth:`SimulatorConfig.detector_config`
 build those from it.
+
+Three motor records (``PREFIX:M1``..``M3``, :attr:`SimulatorConfig.motors`,
+each on an INENC axis of its own) and two detectors (``PREFIX:DET:`` and the
+slower ``PREFIX:DET2:``) share the PandA's world. The flat fields
+``motor_axis``, ``encoder_resolution`` and ``encoder_offset`` are M1's (the
+first of ``motors``), kept for the callers that predate ``motors``.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Collection, Iterable
+import json
+from collections.abc import Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
 import annotated_types
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 if TYPE_CHECKING:
@@ -31,6 +46,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONFIG_JSON_OPTION",
+    "M1_FIELDS",
+    "MotorSettings",
     "SimulatorConfig",
     "add_arguments",
     "choices",
@@ -66,9 +83,67 @@ def make_panda(fmc_signals: Iterable[str] = ()) -> SimulatedPanda:
     return panda
 
 
+class MotorSettings(BaseModel):
+    """One simulated motor record: the world axis it drives (the PandA INENC
+    of the same name reads it), its encoder scale, speeds and soft limits.
+
+    The defaults are those of :class:`sim_ioc.motor.MotorConfig`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    axis: str = Field(
+        default="INENC1",
+        min_length=1,
+        description="The PandA INENC the motor's encoder is wired to.",
+    )
+    resolution: float = Field(
+        default=1000.0, description="Encoder counts per mm (1000: 1 count/um)."
+    )
+    offset: float = Field(default=0.0, description="Encoder counts at dial 0.")
+    velocity: float = Field(default=1.0, gt=0, description="VELO at start, mm/s.")
+    max_velocity: float = Field(default=10.0, gt=0, description="VMAX, mm/s.")
+    acceleration_time: float = Field(
+        default=0.1, ge=0, description="ACCL, s from rest to VELO."
+    )
+    low_limit: float = Field(default=-100.0, description="DLLM, mm.")
+    high_limit: float = Field(default=100.0, description="DHLM, mm.")
+
+    @field_validator("resolution")
+    @classmethod
+    def _nonzero(cls, value: float) -> float:
+        if value == 0:
+            raise PydanticCustomError("nonzero", "encoder resolution must not be 0")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered_limits(self) -> MotorSettings:
+        if self.low_limit > self.high_limit:
+            raise PydanticCustomError(
+                "limits", "low_limit must not be above high_limit"
+            )
+        return self
+
+
+#: M1's flat fields of :class:`SimulatorConfig`, and the field of the first
+#: :class:`MotorSettings` each stands for.
+M1_FIELDS: dict[str, str] = {
+    "motor_axis": "axis",
+    "encoder_resolution": "resolution",
+    "encoder_offset": "offset",
+}
+
+
+def _default_motors() -> tuple[MotorSettings, ...]:
+    return tuple(MotorSettings(axis=f"INENC{n}") for n in (1, 2, 3))
+
+
 class SimulatorConfig(BaseModel):
     """Everything ``python -m sim_ioc`` is built from: the PandA's address and
-    ADC signals, the motor's encoder wiring, the detector's cabling and timing.
+    ADC signals, the motors' encoder wiring, the detectors' cabling and timing.
+
+    ``motor_axis``, ``encoder_resolution`` and ``encoder_offset`` are M1's
+    (``motors[0]``): given, they override it; left out, they read it.
 
     Validated when made, so a bad value (an FMC signal the PandA would refuse
     included) is refused before anything starts. Immutable; JSON round-trips
@@ -83,22 +158,35 @@ class SimulatorConfig(BaseModel):
     prefix: str = Field(
         default="SIM",
         min_length=1,
-        description="Record prefix: PREFIX:M1 (motor), PREFIX:DET:cam1:/HDF1: "
-        "(detector); the launcher's IOC serves the PandA as PREFIX:PANDA:.",
+        description="Record prefix: PREFIX:M1..M3 (motors), PREFIX:DET: and "
+        "PREFIX:DET2: (detectors, cam1:/HDF1: below); the launcher's IOC serves "
+        "the PandA as PREFIX:PANDA:.",
     )
     control_port: int = Field(
         default=8888, ge=1, le=65535, description="The control port."
     )
     data_port: int = Field(default=8889, ge=1, le=65535, description="The data port.")
+    motors: tuple[MotorSettings, ...] = Field(
+        default_factory=_default_motors,
+        min_length=1,
+        max_length=3,
+        description="The motor records PREFIX:M1, M2, M3 as a JSON list of "
+        "objects (axis, resolution, offset, velocity, max_velocity, "
+        "acceleration_time, low_limit, high_limit; an axis left out is "
+        "INENC<n> for motor n, the rest default to 1000 counts/mm, 1 mm/s, "
+        "VMAX 10 mm/s, ACCL 0.1 s, limits -100..100 mm).",
+    )
     motor_axis: str = Field(
         default="INENC1",
         min_length=1,
-        description="The PandA INENC the motor's encoder is wired to.",
+        description="The PandA INENC M1's encoder is wired to.",
     )
     encoder_resolution: float = Field(
-        default=1000.0, description="Encoder counts per motor unit (1000: 1 count/um)."
+        default=1000.0, description="M1's encoder counts per mm (1000: 1 count/um)."
     )
-    encoder_offset: float = Field(default=0.0, description="Encoder counts at dial 0.")
+    encoder_offset: float = Field(
+        default=0.0, description="M1's encoder counts at dial 0."
+    )
     detector_ttlout: int = Field(
         default=1,
         ge=1,
@@ -122,6 +210,30 @@ class SimulatorConfig(BaseModel):
         description="What that output shows: 'exposing' (high while exposing) "
         "or 'busy' (exposing or reading out).",
     )
+    detector2_ttlout: int = Field(
+        default=2,
+        ge=1,
+        le=10,
+        description="The PandA TTLOUT cabled to the second (slow) detector's "
+        "trigger, PREFIX:DET2:.",
+    )
+    detector2_readout_time: float = Field(
+        default=5e-3,
+        ge=0,
+        description="The second detector's dead time after each exposure, s.",
+    )
+    detector2_ttlin: int = Field(
+        default=0,
+        ge=0,
+        le=6,
+        description="The PandA TTLIN the second detector's exposure output is "
+        "cabled to, 0: none.",
+    )
+    detector2_ttlin_signal: LevelSignal = Field(
+        default="exposing",
+        description="What the second detector's output shows (as "
+        "--detector-ttlin-signal).",
+    )
     fmc_signals: tuple[str, ...] = Field(
         default=(),
         description="What an ACQ427 ADC channel sees (repeatable; default 0 V): "
@@ -131,11 +243,83 @@ class SimulatorConfig(BaseModel):
     )
     log_level: str = Field(default="WARNING", description="The simulator's log level.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _m1_flat_fields(cls, data: Any) -> Any:
+        """``motors`` given as JSON text (a command line's), axes left out
+        numbered, and M1's flat fields and ``motors[0]`` made one: the flat
+        ones win where given."""
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        motors = data.get("motors")
+        if isinstance(motors, str | bytes):
+            try:
+                motors = json.loads(motors)
+            except ValueError:
+                return data  # the field's validator says why
+        if motors is None:
+            motors = _default_motors()
+        if not isinstance(motors, list | tuple) or not motors:
+            return data  # the field's own validation says what is wrong
+        listed: list[Any] = []
+        for n, motor in enumerate(motors, start=1):
+            if isinstance(motor, MotorSettings):
+                motor = motor.model_dump()
+            if isinstance(motor, Mapping):
+                motor = {"axis": f"INENC{n}", **motor}
+            listed.append(motor)
+        first = listed[0]
+        if isinstance(first, dict):
+            for flat, field in M1_FIELDS.items():
+                if flat in data:
+                    first[field] = data[flat]
+                elif field in first:
+                    data[flat] = first[field]
+        data["motors"] = listed
+        return data
+
     @field_validator("encoder_resolution")
     @classmethod
     def _nonzero(cls, value: float) -> float:
         if value == 0:
             raise PydanticCustomError("nonzero", "encoder resolution must not be 0")
+        return value
+
+    @field_validator("motors", mode="before")
+    @classmethod
+    def _json_text(cls, value: Any) -> Any:
+        if isinstance(value, str | bytes):
+            try:
+                return json.loads(value)
+            except ValueError as exc:
+                raise PydanticCustomError(
+                    "json", "not a JSON list: {reason}", {"reason": str(exc)}
+                ) from None
+        return value
+
+    @field_validator("motors")
+    @classmethod
+    def _one_axis_each(
+        cls, value: tuple[MotorSettings, ...]
+    ) -> tuple[MotorSettings, ...]:
+        axes = [m.axis for m in value]
+        if dupes := sorted({a for a in axes if axes.count(a) > 1}):
+            raise PydanticCustomError(
+                "axes", "{axes} driven by more than one motor", {"axes": dupes}
+            )
+        return value
+
+    @field_validator("detector2_ttlin")
+    @classmethod
+    def _one_detector_per_ttlin(cls, value: int, info: ValidationInfo) -> int:
+        # A field's own error, so a command line names the option at fault.
+        if value and value == info.data.get("detector_ttlin"):
+            raise PydanticCustomError(
+                "ttlin",
+                "the first detector's exposure output is on TTLIN{n} already",
+                {"n": value},
+            )
         return value
 
     @field_validator("fmc_signals")
@@ -163,13 +347,26 @@ class SimulatorConfig(BaseModel):
         return value.upper()
 
     def motor_config(self) -> MotorConfig:
-        """The motor's configuration (its other fields at their defaults)."""
+        """M1's configuration (its other fields at their defaults)."""
+        return self.motor_configs()[0]
+
+    def motor_configs(self) -> tuple[MotorConfig, ...]:
+        """Each motor's configuration, M1 first (egu, precision and
+        description at their defaults)."""
         from .motor import MotorConfig
 
-        return MotorConfig(
-            axis=self.motor_axis,
-            resolution=self.encoder_resolution,
-            offset=self.encoder_offset,
+        return tuple(
+            MotorConfig(
+                axis=m.axis,
+                resolution=m.resolution,
+                offset=m.offset,
+                velocity=m.velocity,
+                max_velocity=m.max_velocity,
+                acceleration_time=m.acceleration_time,
+                low_limit=m.low_limit,
+                high_limit=m.high_limit,
+            )
+            for m in self.motors
         )
 
     def detector_config(self) -> DetectorConfig:
@@ -182,6 +379,28 @@ class SimulatorConfig(BaseModel):
             ttlin=self.detector_ttlin,
             ttlin_signal=self.detector_ttlin_signal,
         )
+
+    def detector2_config(self) -> DetectorConfig:
+        """The second detector's configuration (``PREFIX:DET2:``)."""
+        from .detector import DetectorConfig
+
+        return DetectorConfig(
+            ttlout=self.detector2_ttlout,
+            readout_time=self.detector2_readout_time,
+            ttlin=self.detector2_ttlin,
+            ttlin_signal=self.detector2_ttlin_signal,
+        )
+
+    def override(self, given: Mapping[str, Any]) -> SimulatorConfig:
+        """This configuration with the fields in ``given`` replaced (checked
+        again). ``motors`` given without M1's flat fields replaces those too,
+        rather than being overridden by this configuration's."""
+        base = self.model_dump()
+        if "motors" in given:
+            for flat in M1_FIELDS:
+                if flat not in given:
+                    base.pop(flat)
+        return SimulatorConfig.model_validate({**base, **given})
 
 
 def option_name(field: str) -> str:
@@ -201,7 +420,9 @@ def describe_field(field: str) -> str:
         for bound in info.metadata
         if isinstance(bound, annotated_types.Ge | annotated_types.Le)
     ]
-    if default != ():  # a repeatable option's description says what none means
+    if field == "motors":  # its description lists the defaults
+        pass
+    elif default != ():  # a repeatable option's description says what none means
         # 0.001, not 1e-03; 1000, not 1000.0
         notes.append(
             f"default: {default:g}"
@@ -251,6 +472,8 @@ def add_arguments(
         option: dict[str, Any] = {}
         if field == "fmc_signals":
             option = {"action": "append", "metavar": "FMC_IN<ch>=SIGNAL"}
+        elif field == "motors":
+            option = {"metavar": "JSON"}
         elif words := choices(field):
             option = {"metavar": "{" + ",".join(words) + "}"}
         parser.add_argument(
@@ -277,7 +500,7 @@ def config_from_arguments(
             else SimulatorConfig()
         )
         if given:
-            config = SimulatorConfig.model_validate({**config.model_dump(), **given})
+            config = config.override(given)
     except ValidationError as exc:
         parser.error(
             "; ".join(

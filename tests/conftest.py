@@ -26,14 +26,27 @@ from panda_flyscan.app.simulated.ports import (
     free_device_ports,
     free_epics_ports,
 )
-from sim_ioc.config import SimulatorConfig
+from sim_ioc.config import MotorSettings, SimulatorConfig
 
 #: Record prefix of the session's beamline (the PandA is ``TEST:PANDA:``, the
-#: motor ``TEST:M1``, the detector ``TEST:DET:``).
+#: motors ``TEST:M1``..``M3``, the detectors ``TEST:DET:`` and ``TEST:DET2:``).
 SESSION_PREFIX = "TEST"
+#: Soft limits of the session's M3 (z), narrower than the others' -100..100 mm
+#: (checked by tests/sim_beamline/test_beamline_axes.py).
+SESSION_Z_LIMITS = (-5.0, 5.0)
 #: Simulator configuration of the session's beamline (checked by
-#: test_launcher): a constant on the last ADC channel, which no test changes.
-SESSION_SIMULATOR = SimulatorConfig(fmc_signals=("FMC_IN8=constant 1.25",))
+#: test_launcher): a constant on the last ADC channel, which no test changes,
+#: and M3 with limits of its own.
+SESSION_SIMULATOR = SimulatorConfig(
+    fmc_signals=("FMC_IN8=constant 1.25",),
+    motors=(
+        MotorSettings(axis="INENC1"),
+        MotorSettings(axis="INENC2"),
+        MotorSettings(
+            axis="INENC3", low_limit=SESSION_Z_LIMITS[0], high_limit=SESSION_Z_LIMITS[1]
+        ),
+    ),
+)
 
 _session_ports: EpicsPorts | None = None
 _session_device_ports: DevicePorts | None = None

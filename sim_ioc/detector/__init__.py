@@ -1,7 +1,7 @@
 """A simulated area detector sharing the simulated PandA's clock and world.
 
 * :mod:`.timing`: exposures, readout dead time, dropped triggers (pure);
-* :mod:`.frames`: what a frame shows at a motor position (pure);
+* :mod:`.frames`: what a frame shows at an (x, y) position (pure);
 * :mod:`.attributes`: NDAttribute definitions (pure);
 * :mod:`.hdf5`: files as areaDetector's HDF5 plugin writes them;
 * :mod:`.ttl`: the exposure output on a PandA TTLIN;

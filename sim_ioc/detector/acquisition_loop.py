@@ -53,11 +53,12 @@ class AcquisitionLoop:
         server: the simulated PandA whose clock and TTL outputs it follows.
         prefix: the cam's PV prefix, e.g. ``SIM:DET:cam1:``.
         pvs: the CA server's database the cam's records are added to.
-        position_at: the motor's user position at a tick.
+        position_at: the x motor's user position at a tick.
         config: the detector's build-time settings (the cables among them).
         local_pv: looks up PVs served by this process (EPICS_PV attributes).
         attribute_defs: the NDAttributes each frame carries now.
         on_frames: the plugins' callback, given each batch of frames.
+        y_position_at: the y motor's user position at a tick (None: 0).
     """
 
     def __init__(
@@ -70,9 +71,11 @@ class AcquisitionLoop:
         local_pv: Callable[[str], ChannelData | None],
         attribute_defs: Callable[[], list[AttributeDef]],
         on_frames: Callable[[list[Frame]], Awaitable[None]],
+        y_position_at: Callable[[int], float] | None = None,
     ) -> None:
         self.server = server
         self.position_at = position_at
+        self.y_position_at = y_position_at or (lambda ts: 0.0)
         self.local_pv = local_pv
         self.attribute_defs = attribute_defs
         self.on_frames = on_frames
@@ -171,7 +174,10 @@ class AcquisitionLoop:
         # Sampled now, in tick order with every motion replan, so the world
         # still has the motion in force at this tick.
         self._stamps[exposure.index] = Stamp(
-            self.position_at(exposure.start), exposure.start, exposure.index
+            self.position_at(exposure.start),
+            exposure.start,
+            exposure.index,
+            y=self.y_position_at(exposure.start),
         )
         if self.exposure_output is not None:
             self.exposure_output.started(exposure, gated=acq.gate_open)
@@ -232,6 +238,7 @@ class AcquisitionLoop:
             "SIZE_X": cam.size_x.value,
             "SIZE_Y": cam.size_y.value,
             "SIM_POSITION": stamp.position,
+            "SIM_Y_POSITION": stamp.y,
             "SIM_TRIGGER_TICK": stamp.tick,
         }
         if attr.kind == "PARAM":

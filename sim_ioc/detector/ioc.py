@@ -55,11 +55,13 @@ class SimAreaDetector:
         server: the simulated PandA whose clock, world and TTL outputs it
             shares.
         prefix: PV prefix, e.g. ``SIM:DET:``.
-        position_at: the motor's user position at a tick (what the sample
+        position_at: the x motor's user position at a tick (what the sample
             under the beam is seen at).
         config: build-time settings.
         local_pv: looks up PVs served by this process, for NDAttributes of
             type EPICS_PV (others read 0, as ADCore's for an unconnected PV).
+        y_position_at: the y motor's user position at a tick (None: the
+            sample is seen at y = 0).
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class SimAreaDetector:
         position_at: Callable[[int], float],
         config: DetectorConfig | None = None,
         local_pv: Callable[[str], ChannelData | None] | None = None,
+        y_position_at: Callable[[int], float] | None = None,
     ) -> None:
         self.server = server
         self.prefix = prefix
@@ -83,6 +86,7 @@ class SimAreaDetector:
             local_pv or (lambda name: None),
             self._attribute_defs,
             self._to_plugins,
+            y_position_at,
         )
         self.cam: Cam = self.acquisition.cam
         self.capture = FileCapture(

@@ -72,17 +72,35 @@ class _SimulatorOption(click.Option):
     multiple=True,
     metavar="FMC_IN<ch>=SIGNAL",
 )
+@click.option(
+    "--config-json",
+    metavar="JSON",
+    help="The whole simulator configuration as JSON (sim_ioc.config."
+    'SimulatorConfig, e.g. per-motor speeds and limits under "motors"); '
+    "options given beside it override its values.",
+)
+@click.option("--motors", "motors", cls=_SimulatorOption, metavar="JSON")
 @click.option("--readout-time", "readout_time", cls=_SimulatorOption)
 @click.option("--detector-ttlin", "detector_ttlin", cls=_SimulatorOption)
 @click.option("--detector-ttlin-signal", "detector_ttlin_signal", cls=_SimulatorOption)
+@click.option(
+    "--detector2-readout-time", "detector2_readout_time", cls=_SimulatorOption
+)
+@click.option("--detector2-ttlin", "detector2_ttlin", cls=_SimulatorOption)
+@click.option(
+    "--detector2-ttlin-signal", "detector2_ttlin_signal", cls=_SimulatorOption
+)
 @click.pass_context
-def sim(ctx: click.Context, env_file: Path | None, **options: Any) -> None:
-    """Serve the simulated beamline: PandA, motor and area detector.
+def sim(
+    ctx: click.Context, env_file: Path | None, config_json: str | None, **options: Any
+) -> None:
+    """Serve the simulated beamline: PandA, motors and area detectors.
 
     Starts the simulator on a free loopback address (127.0.0.N): the PandA,
-    plus a motor record (PREFIX:M1, driving the PandA's INENC1) and an area
-    detector (PREFIX:DET:, triggered by TTLOUT1) served over Channel Access on
-    a port of their own, all sharing one simulated world and clock. Then the
+    plus three motor records (PREFIX:M1, M2, M3, driving the PandA's INENC1,
+    INENC2, INENC3) and two area detectors (PREFIX:DET:, triggered by TTLOUT1,
+    and the slower PREFIX:DET2:, by TTLOUT2) served over Channel Access on a
+    port of their own, all sharing one simulated world and clock. Then the
     real PandABlocks-ioc (from sim_ioc/.venv) on free CA/PVA ports. Waits until
     everything answers, then prints the environment a client needs
     (EPICS_CA_ADDR_LIST reaches both CA servers), for example:
@@ -92,9 +110,11 @@ def sim(ctx: click.Context, env_file: Path | None, **options: Any) -> None:
       set -a; . ./sim.env; set +a               # then, in another shell
       python -m p4p.client.cli get "${PANDA_PREFIX}PVI"
       caproto-get "${PANDA_PREFIX}PCAP:ACTIVE" "${MOTOR_PV}.RBV"
+      caproto-get "${MOTOR_PV_Y}.RBV" "${MOTOR_PV_Z}.RBV"
       caproto-get "${DETECTOR_PREFIX}cam1:DetectorState_RBV"
+      caproto-get "${DETECTOR2_PREFIX}cam1:ReadoutTime_RBV"
 
-    See docs/simulated-beamline.md for the motor's and detector's PVs.
+    See docs/simulated-beamline.md for the motors' and detectors' PVs.
 
     Runs in the foreground until Ctrl-C or SIGTERM, then stops everything it
     started. Logs go to a temporary directory, printed at start.
@@ -104,7 +124,7 @@ def sim(ctx: click.Context, env_file: Path | None, **options: Any) -> None:
     from ..simulated.launcher import BeamlineError, SimulatedBeamline
 
     # Refused here, before anything starts, with the simulator's reason.
-    config = _simulator_config(ctx, options)
+    config = _simulator_config(options, config_json)
     # SIGTERM (and a closed terminal) end the run as Ctrl-C does: through the
     # clean-up below, which stops every process started. SIGINT is set too, as
     # a shell starting us in the background would have it ignored.
@@ -143,16 +163,29 @@ def sim(ctx: click.Context, env_file: Path | None, **options: Any) -> None:
         beamline.stop()
 
 
-def _simulator_config(ctx: click.Context, options: dict[str, Any]) -> SimulatorConfig:
-    """The simulator's configuration from the options given; a usage error
-    naming the option if it is invalid."""
+def _simulator_config(
+    options: dict[str, Any], config_json: str | None = None
+) -> SimulatorConfig:
+    """The simulator's configuration from ``config_json`` (if given) and the
+    options given over it; a usage error naming the option if it is invalid."""
     from pydantic import ValidationError
 
-    from sim_ioc.config import SimulatorConfig, option_name, problems_by_field
+    from sim_ioc.config import (
+        CONFIG_JSON_OPTION,
+        SimulatorConfig,
+        option_name,
+        problems_by_field,
+    )
 
     given = {name: v for name, v in options.items() if v is not None and v != ()}
     try:
-        return SimulatorConfig.model_validate(given)
+        base = SimulatorConfig.model_validate_json(config_json or "{}")
+    except ValidationError as exc:
+        field, problem = next(iter(problems_by_field(exc).items()))
+        where = f"{CONFIG_JSON_OPTION} ({field})" if field else CONFIG_JSON_OPTION
+        raise click.BadParameter(problem, param_hint=where) from exc
+    try:
+        return base.override(given)
     except ValidationError as exc:
         field, problem = next(iter(problems_by_field(exc).items()))
         raise click.BadParameter(problem, param_hint=option_name(field)) from exc

@@ -1,7 +1,7 @@
 """The simulated beamline from the client's side: starting it, and its devices.
 
 * :class:`SimulatedBeamline` / :func:`simulated_beamline`: start the simulator
-  (PandA, motor record, area detector; :mod:`sim_ioc`) and the real
+  (PandA, motor records, area detectors; :mod:`sim_ioc`) and the real
   PandABlocks-ioc, isolated on loopback, and stop them all; the simulator
   is built from one :class:`sim_ioc.config.SimulatorConfig`. The launcher's
   parts: :mod:`.ports`, :mod:`.epics_env`, :mod:`.probe`.
@@ -14,7 +14,9 @@
 
 from .beamline import (
     SIM_DETECTOR,
+    SIM_DETECTORS,
     SIM_MOTOR,
+    SIM_MOTORS,
     connect_simulated_beamline,
     simulated_beamline_devices,
 )
@@ -28,7 +30,9 @@ from .sim_axis import SimAxis
 
 __all__ = [
     "SIM_DETECTOR",
+    "SIM_DETECTORS",
     "SIM_MOTOR",
+    "SIM_MOTORS",
     "BeamlineError",
     "SimAxis",
     "SimulatedBeamline",

@@ -1,11 +1,12 @@
 """Start a simulated beamline: the simulated PandA with the real PandABlocks-ioc,
-and a motor and an area detector that share the PandA's world and clock.
+and motors and area detectors that share the PandA's world and clock.
 
 Two processes (each in a process group of its own, stopped by PID):
 
 * ``python -m sim_ioc`` (named ``panda``): the simulated PandA, plus the motor
-  record ``<prefix>:M1`` and the detector ``<prefix>:DET:`` served over Channel
-  Access by caproto, all in one asyncio loop (see :mod:`sim_ioc.__main__`);
+  records ``<prefix>:M1``..``M3`` and the detectors ``<prefix>:DET:`` and
+  ``<prefix>:DET2:`` served over Channel Access by caproto, all in one asyncio
+  loop (see :mod:`sim_ioc.__main__`);
 * the real PandABlocks-ioc (``ioc``), serving ``<prefix>:PANDA:`` over CA and PVA.
 
 The simulator is built from one :class:`~sim_ioc.config.SimulatorConfig`,
@@ -60,6 +61,7 @@ from .probe import run_probe
 
 __all__ = [
     "LOOPBACK",
+    "MOTOR_PV_VARIABLES",
     "PANDA_PORTS",
     "BeamlineError",
     "DevicePorts",
@@ -84,6 +86,9 @@ IOC_VENV_ENV_VAR = "PANDA_FLYSCAN_IOC_VENV"
 
 T = TypeVar("T")
 
+#: The environment variables naming the motor records M1, M2, M3 (x, y, z).
+MOTOR_PV_VARIABLES = ("MOTOR_PV", "MOTOR_PV_Y", "MOTOR_PV_Z")
+
 
 def ioc_venv_path() -> Path:
     """The IOC environment: ``$PANDA_FLYSCAN_IOC_VENV`` or ``sim_ioc/.venv``."""
@@ -99,8 +104,8 @@ def _once_started(value: T | None) -> T:
 
 
 class SimulatedBeamline:
-    """The simulated PandA, its IOC, the motor and the detector, started together
-    and stopped together.
+    """The simulated PandA, its IOC, the motors and the detectors, started
+    together and stopped together.
 
     Use as a context manager (or call :meth:`start` and :meth:`stop`). Every
     process is started in its own process group and stopped on exit, on error
@@ -181,14 +186,28 @@ class SimulatedBeamline:
 
     @property
     def motor_pv(self) -> str:
-        """The motor record, for ophyd-async's ``Motor``: ``<prefix>:M1``."""
+        """The first motor record (x), for ophyd-async's ``Motor``:
+        ``<prefix>:M1``."""
         return f"{self.prefix}:M1"
+
+    @property
+    def motor_pvs(self) -> tuple[str, ...]:
+        """Every motor record, M1 first: ``<prefix>:M1``, ``M2``, ``M3`` with
+        the default simulator (one per entry of its ``motors``)."""
+        return tuple(
+            f"{self.prefix}:M{n}" for n in range(1, len(self.simulator.motors) + 1)
+        )
 
     @property
     def detector_prefix(self) -> str:
         """The detector's PV prefix (``cam1:`` and ``HDF1:`` below it), for
         ophyd-async's areaDetector classes: ``<prefix>:DET:``."""
         return f"{self.prefix}:DET:"
+
+    @property
+    def detector2_prefix(self) -> str:
+        """The second (slow) detector's PV prefix: ``<prefix>:DET2:``."""
+        return f"{self.prefix}:DET2:"
 
     @property
     def ioc_prefix(self) -> str:
@@ -203,13 +222,16 @@ class SimulatedBeamline:
     @property
     def env(self) -> dict[str, str]:
         """The client environment: CA/PVA settings plus PANDA_HOST,
-        PANDA_PREFIX, MOTOR_PV and DETECTOR_PREFIX."""
+        PANDA_PREFIX, MOTOR_PV (M1, x), MOTOR_PV_Y (M2) and MOTOR_PV_Z (M3)
+        when there are those motors, DETECTOR_PREFIX and DETECTOR2_PREFIX."""
+        motors = dict(zip(MOTOR_PV_VARIABLES, self.motor_pvs, strict=False))
         return {
             **client_env(self.ports, self.device_ports),
             "PANDA_HOST": self.panda_host,
             "PANDA_PREFIX": self.panda_prefix,
-            "MOTOR_PV": self.motor_pv,
+            **motors,
             "DETECTOR_PREFIX": self.detector_prefix,
+            "DETECTOR2_PREFIX": self.detector2_prefix,
         }
 
     def env_lines(self) -> list[str]:
@@ -336,9 +358,12 @@ class SimulatedBeamline:
             pva=[f"{self.ioc_prefix}:PVI"],
             ca={
                 f"{self.ioc_prefix}:Status": 2,  # Statuses.CONNECTED
-                f"{self.motor_pv}.DMOV": None,
-                f"{self.detector_prefix}cam1:Acquire_RBV": None,
-                f"{self.detector_prefix}HDF1:Capture_RBV": None,
+                **{f"{pv}.DMOV": None for pv in self.motor_pvs},
+                **{
+                    f"{det}{pv}": None
+                    for det in (self.detector_prefix, self.detector2_prefix)
+                    for pv in ("cam1:Acquire_RBV", "HDF1:Capture_RBV")
+                },
             },
             timeout=self.ioc_timeout,
             log_path=self.log_dir / "probe.log",
