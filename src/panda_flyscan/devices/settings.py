@@ -59,7 +59,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from bluesky.utils import MsgGenerator, plan
@@ -252,6 +252,17 @@ def _mapping(value: Any, where: str, cls: type | None = None) -> Mapping[str, An
     return value
 
 
+_Built = TypeVar("_Built")
+
+
+def _entry(cls: type[_Built], value: Any, where: str) -> _Built:
+    """``cls(**value)``; a :class:`WiringError` names ``where``."""
+    try:
+        return cls(**_mapping(value, where, cls))
+    except WiringError as err:
+        raise PandaConfigurationError(f"{where}: {err}") from None
+
+
 def _sequence(value: Any, where: str) -> Sequence[Any]:
     if value is None:
         return ()
@@ -282,29 +293,15 @@ def parse_wiring_document(
             f"{WIRING_FORMAT_VERSION})"
         )
     raw = dict(_mapping(top.get("wiring") or {}, f"{source}: wiring", PandaWiring))
-    try:
-        detectors = tuple(
-            DetectorWiring(
-                **_mapping(d, f"{source}: wiring.detectors[{i}]", DetectorWiring)
-            )
-            for i, d in enumerate(
-                _sequence(raw.get("detectors"), f"{source}: wiring.detectors")
-            )
+    for key, cls in (("detectors", DetectorWiring), ("encoders", EncoderWiring)):
+        where = f"{source}: wiring.{key}"
+        raw[key] = tuple(
+            _entry(cls, entry, f"{where}[{i}]")
+            for i, entry in enumerate(_sequence(raw.get(key), where))
         )
-        encoders = tuple(
-            EncoderWiring(
-                **_mapping(e, f"{source}: wiring.encoders[{i}]", EncoderWiring)
-            )
-            for i, e in enumerate(
-                _sequence(raw.get("encoders"), f"{source}: wiring.encoders")
-            )
-        )
-        raw.update(detectors=detectors, encoders=encoders)
-        if raw.get("notes") is None:
-            raw.pop("notes", None)
-        wiring = PandaWiring(**raw)
-    except WiringError as err:
-        raise PandaConfigurationError(f"{source}: {err}") from None
+    if raw.get("notes") is None:
+        raw.pop("notes", None)
+    wiring = _entry(PandaWiring, raw, f"{source}: wiring")
     captures: list[Capture] = []
     for i, c in enumerate(_sequence(top.get("captures"), f"{source}: captures")):
         entry = _mapping(c, f"{source}: captures[{i}]", Capture)
