@@ -1,0 +1,224 @@
+"""spec_scan's pure parts: a scanspec path cut into lines and points
+(scan_path) and the one SEQ table that times it (seq_program). No devices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from ophyd_async.fastcs.panda import SeqTrigger
+from scanspec.specs import Concat, Fly, Line, Spiral, Static
+
+from panda_flyscan.plans import PlanArgumentError
+from panda_flyscan.plans.scan_path import FlyLine, Point, scan_path
+from panda_flyscan.plans.seq_program import AxisFacts, rows_needed, seq_program
+
+TICK = 8e-9
+
+
+def facts(**over: object) -> dict[str, AxisFacts]:
+    base = dict(
+        scale=0.001,
+        offset=0.0,
+        units="mm",
+        max_velocity=50.0,
+        acceleration_time=0.1,
+        limits=(-100.0, 100.0),
+    )
+    base.update(over)
+    return {
+        a: AxisFacts(name=a, inenc=i + 1, **base)  # type: ignore[arg-type]
+        for i, a in enumerate("xyz")
+    }
+
+
+def test_snake_grid_is_one_line_per_row_alternating() -> None:
+    path = scan_path(Fly(0.01 @ (Line("y", 0, 1, 3) * ~Line("x", 0, 1, 11))))
+    assert path.frames == 33 and path.shape == (3, 11)
+    assert path.snaking == (False, True)
+    assert all(isinstance(s, FlyLine) for s in path.segments)
+    lines = path.lines
+    assert [(ln.first, ln.num) for ln in lines] == [(0, 11), (11, 11), (22, 11)]
+    assert [ln.direction for ln in lines] == [1, -1, 1]
+    assert [ln.fixed for ln in lines] == [{"y": 0.0}, {"y": 0.5}, {"y": 1.0}]
+    # Flown through the frames' bounds: half a step beyond the end points.
+    assert lines[0].start == pytest.approx(-0.05) and lines[0].end == pytest.approx(
+        1.05
+    )
+    assert lines[1].start == pytest.approx(1.05) and lines[1].end == pytest.approx(
+        -0.05
+    )
+    assert lines[0].velocity == pytest.approx(0.1 / 0.01)
+    np.testing.assert_allclose(path.midpoints["x"][11:22], np.linspace(1, 0, 11))
+
+
+def test_outer_step_over_inner_fly_keeps_the_stepped_axis_fixed_per_line() -> None:
+    path = scan_path(Line("z", 0, 2, 3) * Fly(0.01 @ ~Line("x", 0, 1, 5)))
+    assert path.shape == (3, 5) and path.snaking == (False, True)
+    assert [ln.fixed["z"] for ln in path.lines] == [0.0, 1.0, 2.0]
+    # The inner snake carries on across the outer steps.
+    assert [ln.direction for ln in path.lines] == [1, -1, 1]
+
+
+def test_spiral_and_step_specs_run_point_by_point() -> None:
+    spiral = scan_path(Fly(0.01 @ Spiral("x", 0, 1, 0.3, "y", 0, 1)))
+    assert spiral.segments and all(isinstance(s, Point) for s in spiral.segments)
+    assert [s.first for s in spiral.segments] == list(range(spiral.frames))
+    for p in spiral.points:
+        assert p.positions == {
+            "x": spiral.midpoints["x"][p.first],
+            "y": spiral.midpoints["y"][p.first],
+        }
+    step = scan_path(0.1 @ Line("x", 0, 1, 3))
+    assert [(type(s), s.num) for s in step.segments] == [(Point, 1)] * 3
+    # Frames at one place merge into one point of several frames.
+    still = scan_path(0.1 @ Static("x", 2.0, 4))
+    assert [(s.first, s.num) for s in still.segments] == [(0, 4)]
+
+
+def test_a_change_of_spacing_without_a_gap_is_two_lines() -> None:
+    spec = Fly(0.01 @ Concat(Line("x", 0, 1, 11), Line("x", 1.1, 3.1, 11)))
+    path = scan_path(spec)
+    assert [(ln.first, ln.num) for ln in path.lines] == [(0, 11), (11, 11)]
+    assert path.lines[0].velocity != pytest.approx(path.lines[1].velocity)
+
+
+def test_a_spec_without_a_duration_is_refused() -> None:
+    with pytest.raises(PlanArgumentError, match=r"no time per frame.*Fly\(0.01 @"):
+        scan_path(Fly(Line("x", 0, 1, 11)))
+    with pytest.raises(PlanArgumentError, match="scanspec Spec"):
+        scan_path("Line(x, 0, 1, 11)")  # type: ignore[arg-type]
+
+
+def test_snake_table_guards_each_line_and_centres_the_exposure() -> None:
+    path = scan_path(Fly(0.01 @ (Line("y", 0, 1, 3) * ~Line("x", 0, 1, 11))))
+    program = seq_program(path, facts())
+    table = program.table
+    assert program.rows == rows_needed(path) == 6
+    assert program.pos_inputs == {"posa": "x"}
+    assert program.prescale_ticks == 1
+    # Exposure: half of 10 ms, centred: trigger half the 5 ms dead time in.
+    live, dead = program.phases[0.01]
+    assert (live, dead) == (625_000, 625_000)
+    v = 10.0  # mm/s: 0.1 mm frames in 10 ms
+    run_up = 0.1 * v / 2
+    trig_up = (-0.05 + v * dead * TICK / 2) * 1000
+    trig_down = (1.05 - v * dead * TICK / 2) * 1000
+    guard_up = ((-0.05 - run_up) * 1000 + -50) / 2
+    guard_down = ((1.05 + run_up) * 1000 + 1050) / 2
+    assert list(table.trigger) == [
+        SeqTrigger.POSA_LT,
+        SeqTrigger.POSA_GT,
+        SeqTrigger.POSA_GT,
+        SeqTrigger.POSA_LT,
+        SeqTrigger.POSA_LT,
+        SeqTrigger.POSA_GT,
+    ]
+    assert list(table.position) == [
+        round(guard_up),
+        round(trig_up),
+        round(guard_down),
+        round(trig_down) - 1,  # POSA<= fires a count early: aimed one lower
+        round(guard_up),
+        round(trig_up),
+    ]
+    assert list(table.repeats) == [1, 11, 1, 11, 1, 11]
+    assert list(table.outa1) == [False, True] * 3
+    assert list(table.time1) == [0, live] * 3
+    assert list(table.time2) == [1, dead] * 3
+    motion = program.motions[1]
+    assert motion.run_up == pytest.approx(1.05 + run_up)
+    assert motion.run_down == pytest.approx(-0.05 - run_up)
+
+
+def test_points_wait_for_the_handshake_bit() -> None:
+    path = scan_path(0.1 @ Line("x", 0, 1, 3))
+    program = seq_program(path, facts(), exposure=0.02)
+    assert list(program.table.trigger) == [SeqTrigger.BITA_0, SeqTrigger.BITA_1] * 3
+    assert list(program.table.repeats) == [1, 1] * 3
+    assert program.exposure(0.1) == pytest.approx(0.02)
+    assert program.pos_inputs == {}
+
+
+def test_long_lines_split_into_rows_of_65535() -> None:
+    path = scan_path(Fly(1e-4 @ Line("x", 0, 10, 100_000)))
+    program = seq_program(path, facts(scale=1e-5))
+    assert list(program.table.repeats) == [1, 65535, 100_000 - 65535]
+    assert program.table.trigger[2] == SeqTrigger.IMMEDIATE
+
+
+@pytest.mark.parametrize(
+    ("spec", "axis_facts", "kwargs", "message"),
+    [
+        (
+            Fly(0.001 @ Line("x", 0, 100, 11)),
+            facts(),
+            {},
+            r"x would fly at 10000 mm/s, above its maximum 50 mm/s",
+        ),
+        (
+            Fly(0.1 @ Line("x", 90, 99.5, 11)),
+            facts(),
+            {},
+            r"x's run-down end 100.45 mm is outside its limits -100..100 mm",
+        ),
+        (
+            Fly(0.01 @ Line("x", 0, 0.001, 11)),
+            facts(),
+            {},
+            "frames must be at least one count apart",
+        ),
+        (
+            Fly(0.01 @ Line("x", 0, 1, 11)),
+            facts(acceleration_time=0.0001),
+            {},
+            "the PandA needs at least 4",
+        ),
+        (
+            Fly(0.01 @ Line("x", 0, 1, 11)),
+            facts(),
+            {"exposure": 0.01},
+            "frame time 0.01 s is not longer than the exposure",
+        ),
+        (
+            0.01 @ Line("x", 200, 300, 3),
+            facts(),
+            {},
+            r"point at frame 0: x 200 mm is outside its limits",
+        ),
+        (
+            Fly(0.01 @ Line("x", 0, 1, 11)),
+            facts(),
+            {"max_rows": 1},
+            r"2 SEQ rows; one SEQ table holds 1",
+        ),
+    ],
+)
+def test_bad_motion_is_refused_naming_the_fix(
+    spec: object, axis_facts: dict[str, AxisFacts], kwargs: dict, message: str
+) -> None:
+    with pytest.raises(PlanArgumentError, match=message):
+        seq_program(scan_path(spec), axis_facts, **kwargs)  # type: ignore[arg-type]
+
+
+def test_more_than_three_flown_axes_is_refused() -> None:
+    def flying(moving: str) -> Any:
+        spec: Any = None
+        for a in "xyzw":
+            part = Line(a, 0, 1, 5) if a == moving else Static(a, 0.0, 5)
+            spec = part if spec is None else spec.zip(part)
+        return spec
+
+    lines = [flying(a) for a in "xyzw"]
+    spec = Fly(
+        0.01
+        @ Concat(
+            Concat(lines[0], lines[1], gap=True),
+            Concat(lines[2], lines[3], gap=True),
+            gap=True,
+        )
+    )
+    four = {**facts(), "w": AxisFacts("w", 4, 0.001, 0, "mm", 50, 0.1, None)}
+    with pytest.raises(PlanArgumentError, match="at most 3 positions"):
+        seq_program(scan_path(spec), four)
