@@ -1,6 +1,7 @@
 """The wiring file of a saved PandA configuration, without a PandA: round trip
 through YAML and the errors a hand-edited file gets (the PandA's own fields
-are tested against the real IOC in tests/sim_beamline/test_panda_configuration.py).
+are tested against the real IOC in
+tests/sim_beamline/test_beamline_panda_configuration.py).
 """
 
 from __future__ import annotations

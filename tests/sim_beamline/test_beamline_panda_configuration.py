@@ -17,7 +17,7 @@ import pytest
 import yaml
 from beamline_helpers import panda_get
 from bluesky import RunEngine
-from bluesky.run_engine import call_in_bluesky_event_loop
+from bluesky.run_engine import RunEngineResult, call_in_bluesky_event_loop
 from ophyd_async.core import SignalRW
 from ophyd_async.fastcs.panda import SeqTable, SeqTrigger
 
@@ -27,6 +27,7 @@ from panda_flyscan.devices import (
     DetectorWiring,
     EncoderWiring,
     FlyscanPanda,
+    PandaConfiguration,
     PandaConfigurationError,
     PandaWiring,
     RunFilePathProvider,
@@ -46,6 +47,7 @@ CAPTURES = (Capture("INENC2.VAL", "y", "Mean"), Capture("PCAP.TS_TRIG", "trigger
 #: Two rows on SEQ2.
 TABLE = SeqTable.row(repeats=3, trigger=SeqTrigger.BITA_1, time1=10, outa1=True)
 TABLE = TABLE + SeqTable.row(repeats=1, time2=5)
+EMPTY = SeqTable()  # type: ignore[call-arg]  # (pydantic defaults every column)
 
 
 @pytest.fixture(scope="module")
@@ -72,13 +74,22 @@ def env(
         RE.loop.call_soon_threadsafe(RE.loop.stop)
 
 
+def _result(RE: RunEngine, plan: Any) -> PandaConfiguration:
+    result = RE(plan)
+    assert isinstance(result, RunEngineResult)
+    return result.plan_result
+
+
 def _run(coro: Any) -> Any:
     return call_in_bluesky_event_loop(coro, timeout=30)
 
 
 def _fields(panda: FlyscanPanda) -> dict[str, SignalRW[Any]]:
     """The fields the test changes, by their name in the saved file."""
-    inenc, pulse, seq = panda.inenc[2], panda.pulse[2], panda.seq[2]  # type: ignore[attr-defined]
+    # Blocks are typed by what ophyd-async declares; the IOC's PVI adds more.
+    inenc: Any = panda.inenc[2]  # type: ignore[attr-defined]
+    pulse: Any = panda.pulse[2]
+    seq: Any = panda.seq[2]
     return {
         "inenc.2.val_capture": inenc.val_capture,
         "inenc.2.val_dataset": inenc.val_dataset,
@@ -160,7 +171,7 @@ def test_restore_puts_back_what_was_saved_and_the_files_are_stable(
     RE, panda = env
     _set(panda, SAVED, TABLE)
     _wait_for(panda, SAVED)
-    saved = RE(save_panda_configuration(tmp_path, "bl", panda)).plan_result
+    saved = _result(RE, save_panda_configuration(tmp_path, "bl", panda))
     fields_file, wiring_file = configuration_files(tmp_path, "bl")
     assert saved.source == str(fields_file)
     on_file = yaml.safe_load(fields_file.read_text())
@@ -172,10 +183,10 @@ def test_restore_puts_back_what_was_saved_and_the_files_are_stable(
         {"motor": "y", "inenc": 2}
     ]
 
-    _set(panda, CHANGED, SeqTable())
+    _set(panda, CHANGED, EMPTY)
     _wait_for(panda, CHANGED)
     panda.wiring, panda.captures = PandaWiring(), ()
-    restored = RE(restore_panda_configuration(tmp_path, "bl", panda)).plan_result
+    restored = _result(RE, restore_panda_configuration(tmp_path, "bl", panda))
 
     _wait_for(panda, SAVED)
     assert _table(panda) == _columns(TABLE)
@@ -297,7 +308,7 @@ def test_panda_command_saves_checks_and_restores(
     assert {"field": "INENC2.VAL", "dataset": "y", "mode": "Mean"} in wiring["captures"]
     assert yaml.safe_load(fields_file.read_text())["pulse.2.width"] == 2.5
 
-    _set(panda, CHANGED, SeqTable())
+    _set(panda, CHANGED, EMPTY)
     _wait_for(panda, CHANGED)
     checked = _cli(
         "restore", str(tmp_path), "--name", "cli", "--check"
