@@ -253,9 +253,13 @@ def seq_program(
         trigger_at = f.counts(segment.start + segment.direction * half_dead)
         guard_at = (f.counts(motion.run_up) + f.counts(segment.start)) / 2
         ge, le = _POS_TRIGGERS[input_of[segment.axis]]
-        # POSx>=P fires once floor(count) reaches P; POSx<=P as soon as the
-        # count falls to P, a count early: aim one count lower.
-        trigger = round(trigger_at) if up else round(trigger_at) - 1
+        # The encoder reads floor(counts): averaged over a moving exposure it
+        # reads half a count low, so the window starts half a count on (in
+        # counts) and the captured mean is the midpoint. POSx>=P fires when
+        # the count reaches P; POSx<=P when it falls to P, i.e. as the
+        # position passes P + 1.
+        aim = round(trigger_at + 0.5)
+        trigger = aim if up else aim - 1
         table.add(le if up else ge, round(guard_at), 1, 0, 0)
         table.add_frames(segment.num, ge if up else le, trigger, live, dead)
     return SeqProgram(table.build(), prescale, pos_inputs, motions, phases)

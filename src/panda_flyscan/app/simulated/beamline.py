@@ -191,7 +191,12 @@ async def connect_simulated_beamline(
         }
     )
     wiring = PandaWiring(
-        detectors=tuple(DetectorWiring(d.name, ttlout=d.ttlout) for d in SIM_DETECTORS),
+        # DIV1 and DIV2 divide det's and det2's triggers when a plan runs them
+        # every k-th frame (spec_scan's divisors).
+        detectors=tuple(
+            DetectorWiring(d.name, ttlout=d.ttlout, divider=n)
+            for n, d in enumerate(SIM_DETECTORS, start=1)
+        ),
         encoders=tuple(EncoderWiring(m.name, inenc=m.inenc) for m in SIM_MOTORS),
         notes=notes,
     )
