@@ -18,14 +18,14 @@ TICK = 8e-9
 
 
 def facts(**over: object) -> dict[str, AxisFacts]:
-    base = dict(
-        scale=0.001,
-        offset=0.0,
-        units="mm",
-        max_velocity=50.0,
-        acceleration_time=0.1,
-        limits=(-100.0, 100.0),
-    )
+    base = {
+        "scale": 0.001,
+        "offset": 0.0,
+        "units": "mm",
+        "max_velocity": 50.0,
+        "acceleration_time": 0.1,
+        "limits": (-100.0, 100.0),
+    }
     base.update(over)
     return {
         a: AxisFacts(name=a, inenc=i + 1, **base)  # type: ignore[arg-type]

@@ -26,7 +26,7 @@ frame's midpoint.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -193,7 +193,7 @@ def _check_line(line: FlyLine, facts: AxisFacts) -> LineMotion:
     return LineMotion(line, v, run_up, run_down)
 
 
-def _check_point(point: Point, facts: Mapping[Hashable, AxisFacts]) -> None:
+def _check_point(point: Point, facts: Mapping[Any, AxisFacts]) -> None:
     for axis, p in point.positions.items():
         f = facts[axis]
         if f.limits is not None and not f.limits[0] <= p <= f.limits[1]:
@@ -205,7 +205,7 @@ def _check_point(point: Point, facts: Mapping[Hashable, AxisFacts]) -> None:
 
 def seq_program(
     path: ScanPath,
-    facts: Mapping[Hashable, AxisFacts],
+    facts: Mapping[Any, AxisFacts],
     *,
     exposure: float | None = None,
     max_rows: int = MAX_SEQ_ROWS,

@@ -9,7 +9,7 @@ stay armed, so lines follow each other at the motors' own turnaround.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import bluesky.plan_stubs as bps
@@ -272,7 +272,7 @@ def _check_divisors(
 
 async def _read_facts(
     panda: HDFPanda, motors: Mapping[Any, str], inencs: Mapping[Any, int]
-) -> dict[Hashable, AxisFacts]:
+) -> dict[Any, AxisFacts]:
     async def one(axis: Any) -> AxisFacts:
         enc = panda.inenc[inencs[axis]]  # type: ignore[attr-defined]
         vmax, accl, egu, llm, hlm, dllm, dhlm, scale, offset = await asyncio.gather(
@@ -323,7 +323,7 @@ def _axis_captures(
     return [*wanted, *kept]
 
 
-def _patience(path: ScanPath, facts: Mapping[Hashable, AxisFacts]) -> float:
+def _patience(path: ScanPath, facts: Mapping[Any, AxisFacts]) -> float:
     """Longest a detector may wait between frames: a turnaround or a move."""
     accl = max(f.acceleration_time for f in facts.values())
     return float(path.durations.max()) + 2 * accl + 60.0
