@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         TiledServiceError,
         TiledUnreachableError,
     )
+    from .grid import GridError, grid_indices, read_grid, to_grid
     from .journal import ReplayResult, ReplayStatus, pending_journals, replay
     from .readback import (
         ExternalAsset,
@@ -61,6 +62,7 @@ _EXPORTS: dict[str, str] = {
     "DurableTiledWriter": "writer",
     "ExternalAsset": "readback",
     "ExternalDataUnreadableError": "errors",
+    "GridError": "grid",
     "ReplayError": "errors",
     "ReplayResult": "journal",
     "ReplayStatus": "journal",
@@ -79,10 +81,12 @@ _EXPORTS: dict[str, str] = {
     "default_journal_dir": "config",
     "external_assets": "readback",
     "get_run": "readback",
+    "grid_indices": "grid",
     "local_tiled_config": "config",
     "pending_journals": "journal",
     "read_events": "readback",
     "read_field": "readback",
+    "read_grid": "grid",
     "read_run": "readback",
     "read_stream": "readback",
     "render_postgres_config": "config",
@@ -93,6 +97,7 @@ _EXPORTS: dict[str, str] = {
     "stream_dataframe": "readback",
     "stream_names": "readback",
     "subscribe_tiled_writer": "writer",
+    "to_grid": "grid",
 }
 
 
@@ -114,6 +119,7 @@ __all__ = [
     "DurableTiledWriter",
     "ExternalAsset",
     "ExternalDataUnreadableError",
+    "GridError",
     "ReplayError",
     "ReplayResult",
     "ReplayStatus",
@@ -132,10 +138,12 @@ __all__ = [
     "default_journal_dir",
     "external_assets",
     "get_run",
+    "grid_indices",
     "local_tiled_config",
     "pending_journals",
     "read_events",
     "read_field",
+    "read_grid",
     "read_run",
     "read_stream",
     "render_postgres_config",
@@ -146,4 +154,5 @@ __all__ = [
     "stream_dataframe",
     "stream_names",
     "subscribe_tiled_writer",
+    "to_grid",
 ]
