@@ -28,9 +28,13 @@ if TYPE_CHECKING:
     from panda_flyscan.devices import Beamline
     from panda_flyscan.storage import DurableTiledWriter, TiledService
 
-__all__ = ["API_KEY", "BenchContext", "quiet_epics_logs"]
+__all__ = ["API_KEY", "DETECTOR_READOUT", "BenchContext", "quiet_epics_logs"]
 
 API_KEY = "bench"
+#: Dead time of the bench's detector ``det`` after each exposure (s). The
+#: simulator's default, 1 ms, leaves no exposure at 1 kHz (exposure + dead
+#: time must fit in the frame), and the map figure flies det at 1 kHz.
+DETECTOR_READOUT = 0.2e-3
 
 
 def quiet_epics_logs() -> None:
@@ -94,8 +98,13 @@ class BenchContext:
         this process's CA/PVA environment points at it from then on."""
         if self._sim is None:
             from panda_flyscan.app.simulated.launcher import SimulatedBeamline
+            from sim_ioc.config import SimulatorConfig
 
-            sim = SimulatedBeamline(self.prefix, log_dir=self.log_dir / self.prefix)
+            sim = SimulatedBeamline(
+                self.prefix,
+                log_dir=self.log_dir / self.prefix,
+                simulator=SimulatorConfig(readout_time=DETECTOR_READOUT),
+            )
             started = time.perf_counter()
             self._stack.enter_context(sim)
             self.startup_seconds["beamline"] = time.perf_counter() - started
