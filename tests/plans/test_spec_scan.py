@@ -253,9 +253,20 @@ def test_bad_arguments_refused_before_anything_moves_or_arms(
 
     bl = flyscan.beamline
     [(_, spec, kwargs, message)] = [c for c in _bad_cases(bl) if c[0] == case]
+    x = bl.motor("x")
+    # Limits of our own (an earlier test may have left x with none).
+    limits = [
+        flyscan.run(s.get_value()) for s in (x.low_limit_travel, x.high_limit_travel)
+    ]
+    flyscan.set(x.low_limit_travel, -100.0)
+    flyscan.set(x.high_limit_travel, 100.0)
     before = _positions(flyscan, "x", "y", "z")
-    with pytest.raises(PlanArgumentError, match=message):
-        flyscan.RE(spec_scan(bl.panda, spec, **kwargs))
+    try:
+        with pytest.raises(PlanArgumentError, match=message):
+            flyscan.RE(spec_scan(bl.panda, spec, **kwargs))
+    finally:
+        flyscan.set(x.low_limit_travel, limits[0])
+        flyscan.set(x.high_limit_travel, limits[1])
     assert flyscan.of("start") == []
     assert panda_idle(flyscan) == (False, False)
     assert _positions(flyscan, "x", "y", "z") == before
