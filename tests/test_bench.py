@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner
 
+from panda_flyscan.app.bench.measure_map import (
+    ISSUE_GRID,
+    MapRun,
+    MapTiming,
+    move_time,
+)
 from panda_flyscan.app.bench.plot import efficiency_series, plot_efficiency
 from panda_flyscan.app.bench.stats import (
     SCHEMA,
@@ -321,3 +328,54 @@ def test_bench_refuses_an_unknown_measurement_before_starting_anything() -> None
     result = CliRunner().invoke(main, ["bench", "--only", "startup,bogus"])
     assert result.exit_code == 2
     assert "bogus" in result.output
+
+
+# -- the map figure -------------------------------------------------------------
+
+
+def test_map_figure_is_registered_with_both_grids_in_each_budget() -> None:
+    m = MEASUREMENTS["map"]
+    assert m.group == "map" and GROUPS["map"].startswith("6.")
+    assert "map.fly.efficiency" in m.keys
+    assert FULL.map_grid == ISSUE_GRID == (20, 500)
+    # The quick map and every step-scan comparison are smaller grids.
+    for lines, points in (QUICK.map_grid, QUICK.map_step_grid, FULL.map_step_grid):
+        assert lines * points < 20 * 500
+    assert budget_for(Options(repeats=3)).map_repeats == 3
+
+
+def test_move_time_is_the_motor_records_trapezoid() -> None:
+    # Long enough to reach VELO: the ramps cover VELO x ACCL between them.
+    assert move_time(1.0, 5.0, 0.1) == pytest.approx(1.0 / 5.0 + 0.1)
+    assert move_time(-1.0, 5.0, 0.1) == pytest.approx(0.3)
+    assert move_time(0.5, 5.0, 0.1) == pytest.approx(0.2)  # just reaches VELO
+    # Too short (1/19 mm at 5 mm/s, ACCL 0.1 s): a triangle at 50 mm/s^2.
+    assert move_time(1 / 19, 5.0, 0.1) == pytest.approx(2 * math.sqrt(1 / 19 / 50))
+    assert move_time(0.0, 5.0, 0.1) == 0.0
+    assert move_time(1.0, 5.0, 0.0) == pytest.approx(0.2)  # no ramps
+
+
+def test_map_ideal_time_of_the_issues_snake() -> None:
+    timing = MapTiming(
+        lines=20,
+        points=500,
+        frame=1e-3,
+        fast_acceleration_time=0.1,
+        slow_step=1 / 19,
+        slow_velocity=5.0,
+        slow_acceleration_time=0.1,
+    )
+    y_step = 2 * math.sqrt(1 / 19 * 0.1 / 5.0)  # 64.9 ms
+    assert timing.slow_step_time == pytest.approx(y_step)
+    assert timing.turnaround == pytest.approx(0.2 + y_step)
+    assert timing.line_period == pytest.approx(0.5 + 0.2 + y_step)
+    # 10 s of frames, 20 run-ups and run-downs, 19 y steps.
+    assert timing.ideal == pytest.approx(10.0 + 4.0 + 19 * y_step)
+    assert timing.ideal == pytest.approx(15.2329, abs=1e-4)
+    # x's repositioning counts only where it outlasts y's step.
+    slower = replace(timing, fast_reposition=0.5)
+    assert slower.ideal == pytest.approx(10.0 + 4.0 + 19 * 0.5)
+    run = MapRun(uid="u", wall=16.0, kickoffs=[0.3, 1.1, 1.8], line_end=15.0)
+    assert run.overheads(timing) == pytest.approx(
+        [0.8 - timing.line_period, 0.7 - timing.line_period]
+    )

@@ -41,8 +41,16 @@ class Budget:
     connect_repeats: int
     #: (N, repeats) of the efficiency figures.
     efficiency: tuple[tuple[int, int], ...]
-    #: (N, repeats) of the step scan with motion (bp.scan of the motor).
-    motor_scan: tuple[int, int]
+    #: (N, repeats) of the 1-D comparison: bp.scan of x with the detector at
+    #: each point against spec_scan flying the same points (figure 1).
+    line_scan: tuple[int, int]
+    #: (lines, points per line) of the snake map flown by spec_scan (figure 6).
+    map_grid: tuple[int, int]
+    map_repeats: int
+    #: (lines, points per line) of the map compared with bp.grid_scan: smaller
+    #: than ``map_grid`` when a step scan of that would take too long.
+    map_step_grid: tuple[int, int]
+    map_step_repeats: int
     #: Captured field counts of the capture figure.
     capture_fields: tuple[int, ...]
     #: Rates tried (Hz), and seconds of capture at each.
@@ -63,7 +71,13 @@ FULL = Budget(
     startup_repeats=3,
     connect_repeats=5,
     efficiency=((1_000, 3), (10_000, 3), (100_000, 1)),
-    motor_scan=(100, 2),
+    line_scan=(100, 2),
+    # The map: 20 lines x 500 points at 1 kHz (~15 s flown); its
+    # bp.grid_scan would take ~45 min (~0.27 s a point), so that one is 4 x 50.
+    map_grid=(20, 500),
+    map_repeats=2,
+    map_step_grid=(4, 50),
+    map_step_repeats=1,
     capture_fields=(4, 16),
     capture_rates=(250_000, 500_000, 1_000_000, 2_000_000, 4_000_000),
     capture_seconds=1.0,
@@ -76,13 +90,18 @@ FULL = Budget(
     readback_repeats=5,
 )
 
-#: Fewer, smaller runs: N = 1e3 only, two capture rates, a 1e5-row read-back.
+#: Fewer, smaller runs: N = 1e3 only, two capture rates, a 1e5-row read-back,
+#: a 4 x 50 map (its bp.grid_scan comparison 2 x 20).
 QUICK = replace(
     FULL,
     startup_repeats=2,
     connect_repeats=3,
     efficiency=((1_000, 3),),
-    motor_scan=(20, 1),
+    line_scan=(20, 1),
+    map_grid=(4, 50),
+    map_repeats=1,
+    map_step_grid=(2, 20),
+    map_step_repeats=1,
     capture_rates=(250_000, 1_000_000),
     capture_seconds=0.5,
     capture_repeats=1,
@@ -112,7 +131,9 @@ def budget_for(options: Options) -> Budget:
         repeats_of = {n: (max(1, r // 3) if n >= 100_000 else r) for n in repeats_of}
         budget = replace(
             budget,
-            motor_scan=(budget.motor_scan[0], r),
+            line_scan=(budget.line_scan[0], r),
+            map_repeats=r,
+            map_step_repeats=r,
             startup_repeats=r,
             connect_repeats=r,
             capture_repeats=r,

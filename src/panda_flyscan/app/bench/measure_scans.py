@@ -1,12 +1,12 @@
-"""Figures 1, 2 and 5 from scans into Tiled: scan efficiency (flyscan, step
-scan, step scan with motion), data-available latency, and plan start to
-first trigger; the flyscans are :class:`~.plans_bench.FlyResult` kept by the
-suite, so figures 2 and 5 reuse those of figure 1."""
+"""Figures 1, 2 and 5 from scans into Tiled: scan efficiency (time_scan at
+each N; a 1-D line flown by spec_scan against bp.scan of the motor with the
+detector), data-available latency, and plan start to first trigger; the
+time_scan flyscans are :class:`~.plans_bench.FlyResult` kept by the suite,
+so figures 2 and 5 reuse those of figure 1."""
 
 from __future__ import annotations
 
 import statistics
-import time
 from typing import TYPE_CHECKING
 
 from panda_flyscan.app.bench.stats import (
@@ -19,47 +19,34 @@ from panda_flyscan.app.bench.stats import (
 if TYPE_CHECKING:
     from panda_flyscan.app.bench.suite import Suite
 
-__all__ = ["efficiency", "first_trigger", "latency", "motor_scan"]
+__all__ = ["efficiency", "first_trigger", "latency", "line_comparison"]
 
 
 def efficiency(s: Suite) -> None:
-    """Flyscan and step scan of the same N, alternately in each repeat; then
-    the step scan with motion."""
+    """time_scan at each N; then the 1-D comparison: bp.scan of x with the
+    detector against spec_scan flying the same points, alternately."""
     s.warm_up()
     for n, repeats in s.budget.efficiency:
         _efficiency_at(s, n, repeats)
-    n, repeats = s.budget.motor_scan
+    n, repeats = s.budget.line_scan
     if n and repeats:
-        motor_scan(s, n, repeats)
+        line_comparison(s, n, repeats)
 
 
 def _efficiency_at(s: Suite, n: int, repeats: int) -> None:
-    """Figure 1 at one N: flyscan, step scan, and their ratio per repeat."""
+    """Figure 1 at one N: the time_scan flyscans (kept for figures 2 and 5)."""
     period = s.options.period
     ideal = n * period
     at = f"N={format_count(n)} at {format_rate(period)}"
     fly_fig = _scan_figure(s, "fly", n, f"flyscan (time_scan), {at}")
-    step_fig = _scan_figure(s, "step", n, f"step scan (bp.count), {at}")
-    ratio = s.figure(
-        f"efficiency.ratio.{n}",
-        "efficiency",
-        f"flyscan / step-scan wall time, N={format_count(n)}",
-        ratio=True,
-    )
     for r in range(repeats):
-        # Reuse flyscans already run for N (e.g. by the latency figure)
-        # only if they were paired; otherwise run both now, side by side.
         result = s.fly(n)
-        step_wall = s.step_scan(n)
         fly_fig.add(result.wall / ideal)
-        step_fig.add(step_wall / ideal)
         fly_fig.details["wall_s"].append(result.wall)
-        step_fig.details["wall_s"].append(step_wall)
         s.log(
-            f"N={format_count(n)} repeat {r + 1}/{repeats}: flyscan "
-            f"{result.wall:.2f} s, step scan {step_wall:.2f} s"
+            f"time_scan N={format_count(n)} repeat {r + 1}/{repeats}: "
+            f"{result.wall:.2f} s"
         )
-    ratio.samples = pairwise_ratio(fly_fig.samples, step_fig.samples)
 
 
 def _scan_figure(s: Suite, kind: str, n: int, label: str, note: str = "") -> Figure:
@@ -71,36 +58,55 @@ def _scan_figure(s: Suite, kind: str, n: int, label: str, note: str = "") -> Fig
     )
 
 
-def motor_scan(s: Suite, n: int, repeats: int) -> None:
-    """A step scan that moves: bp.scan of the encoder over the motor, n points."""
-    import bluesky.plans as bp
+def line_comparison(s: Suite, n: int, repeats: int) -> None:
+    """The 1-D scan a user would otherwise run, ``bp.scan([det], x, 0, stop,
+    n)`` (x moves and stops, det triggered internally and read, at each
+    point), against ``spec_scan`` flying the same points at the period with
+    det; each as wall / (n x period), and flyscan / step scan per repeat.
 
-    from panda_flyscan.storage import read_events
+    This replaces both the old step scan (``bp.count`` of the encoder with a
+    delay: no motion, no detector) and the old step scan with motion
+    (``bp.scan`` of the encoder alone), which this one covers.
+    """
+    from panda_flyscan.app.bench.suite import LINE_STEP
 
-    ctx = s.ctx
     period = s.options.period
-    motor = ctx.beamline.motors.get("x")
-    if motor is None:
-        return
-    fig = _scan_figure(
+    ideal = n * period
+    at = f"N={format_count(n)} at {format_rate(period)}"
+    span = f"x 0..{(n - 1) * LINE_STEP:g} mm"
+    fly_fig = _scan_figure(
         s,
-        "scan",
+        "line",
         n,
-        f"step scan with motion (bp.scan of x), N={format_count(n)}",
-        note="each point: move the motor 1 um, wait for it, read INENC1.VAL",
+        f"flyscan (spec_scan Fly(Line(x)), det), {at}",
+        note=f"{span}; includes x's run-up and run-down (ACCL each)",
     )
-    encoder = ctx.beamline.panda.inenc[1].val  # type: ignore[attr-defined]
+    step_fig = _scan_figure(
+        s,
+        "step",
+        n,
+        f"step scan (bp.scan([det], x)), {at}",
+        note=f"{span}; each point: move x, stop, trigger det (exposure "
+        f"{period / 2 * 1e3:g} ms), read",
+    )
+    ratio = s.figure(
+        f"efficiency.ratio.{n}",
+        "efficiency",
+        f"flyscan / step-scan wall time, N={format_count(n)}",
+        ratio=True,
+    )
     for r in range(repeats):
-        with ctx.writing():
-            started = time.perf_counter()
-            plan = bp.scan([encoder], motor, 0.0, (n - 1) * 0.001, n)
-            (uid,) = ctx.RE(plan)  # type: ignore[misc]
-            wall = time.perf_counter() - started
-        rows = len(read_events(ctx.client, uid))
-        assert rows == n, f"{rows} events in Tiled for {n} points"
-        fig.add(wall / (n * period))
-        fig.details["wall_s"].append(wall)
-        s.log(f"bp.scan N={format_count(n)} repeat {r + 1}/{repeats}: {wall:.2f} s")
+        fly_wall = s.line_fly(n)
+        step_wall = s.line_step(n)
+        fly_fig.add(fly_wall / ideal)
+        step_fig.add(step_wall / ideal)
+        fly_fig.details["wall_s"].append(fly_wall)
+        step_fig.details["wall_s"].append(step_wall)
+        s.log(
+            f"line N={format_count(n)} repeat {r + 1}/{repeats}: spec_scan "
+            f"{fly_wall:.2f} s, bp.scan {step_wall:.2f} s"
+        )
+    ratio.samples = pairwise_ratio(fly_fig.samples, step_fig.samples)
 
 
 def latency(s: Suite) -> None:

@@ -15,9 +15,15 @@ every run into Tiled through the package's DurableTiledWriter. For each N:
   which the writer waits for at the stop document) / (N x period). 1.0 would
   be no overhead at all. The data read back from Tiled are checked: N rows,
   TRIGGER_TIME exactly one period apart.
-* step scan: ``bp.count([INENC1.VAL], N, delay=period)``: N readings of the
-  PandA's encoder through the IOC, at most one per period, each an Event
-  written into Tiled; wall time / (N x period) on the same scale.
+
+The 1-D comparison (:func:`line_fly`, :func:`line_step`), at a smaller N:
+
+* step scan: ``bp.scan([det], x, start, stop, N)``, the scan a user would
+  otherwise run: x moves and stops at each point, then the detector is
+  triggered and read, each point an Event written into Tiled;
+* flyscan over the same points at the same period:
+  ``spec_scan(panda, Fly(period @ Line(x, start, stop, N)), detectors=[det])``;
+  both as wall time / (N x period).
 
 From the same flyscans: the data-available latency (the stop document to
 the last frame readable through Tiled) and prepare-to-first-trigger (the
@@ -42,7 +48,10 @@ __all__ = [
     "FlyResult",
     "MessageClock",
     "fly",
-    "step",
+    "line_fly",
+    "line_step",
+    "reset_motors",
+    "step_plan",
     "wait_readable",
 ]
 
@@ -194,19 +203,70 @@ def _trigger_times(client: Any, uid: str) -> np.ndarray:
     return np.asarray(read_field(client, uid, "primary", "trigger_time"))
 
 
-def step(RE: Any, bl: Any, client: Any, points: int, period: float) -> float:
-    """Wall time of ``bp.count([INENC1.VAL], points, delay=period)`` into Tiled
-    (a writer must be subscribed); the Events are checked in Tiled."""
+def reset_motors(RE: Any, bl: Any, positions: dict[str, float]) -> None:
+    """Put the named motors back to the simulated beamline's speed and move
+    them to ``positions`` (not timed), so every scan starts alike: a flyscan
+    leaves a motor's VELO at its fly speed."""
+    import bluesky.plan_stubs as bps
+
+    from panda_flyscan.app.simulated.beamline import SIM_MOTORS
+
+    speed = {m.name: m.velocity for m in SIM_MOTORS}
+    RE(bps.mv(*(a for n in positions for a in (bl.motor(n).velocity, speed[n]))))
+    RE(bps.mv(*(a for n, p in positions.items() for a in (bl.motor(n), p))))
+
+
+def step_plan(det: Any, exposure: float, plan: Any) -> Any:
+    """``plan`` (a stock bluesky step scan over ``det``) with the detector's
+    exposure set first: its internal trigger takes the current AcquireTime."""
+    import bluesky.plan_stubs as bps
+
+    yield from bps.mv(det.driver.acquire_time, exposure)
+    return (yield from plan)
+
+
+def line_step(
+    RE: Any, bl: Any, client: Any, points: int, period: float, step_mm: float
+) -> float:
+    """Wall time of ``bp.scan([det], x, 0, (points - 1) * step_mm, points)``
+    into Tiled (a writer must be subscribed): at each point x moves and
+    stops, then det is triggered internally (exposure period / 2, as the
+    flyscan's) and read; the Events are checked in Tiled."""
     import bluesky.plans as bp
 
     from panda_flyscan.storage import read_events
 
-    encoder = bl.panda.inenc[1].val
+    x, det = bl.motor("x"), bl.detectors["det"]
+    reset_motors(RE, bl, {"x": 0.0})
+    plan = bp.scan([det], x, 0.0, (points - 1) * step_mm, points)
     started = time.perf_counter()
-    (uid,) = RE(bp.count([encoder], points, delay=period))
+    (uid,) = RE(step_plan(det, period / 2, plan))
     wall = time.perf_counter() - started
     rows = len(read_events(client, uid))
     assert rows == points, f"{rows} events in Tiled for {points} points"
+    return wall
+
+
+def line_fly(
+    RE: Any, bl: Any, client: Any, points: int, period: float, step_mm: float
+) -> float:
+    """Wall time of ``spec_scan(panda, Fly(period @ Line(x, 0, (points - 1) *
+    step_mm, points)), detectors=[det])`` into Tiled (a writer must be
+    subscribed): the same points as :func:`line_step`, flown, det triggered
+    by the PandA at each; the rows are checked in Tiled."""
+    from scanspec.specs import Fly, Line
+
+    from panda_flyscan.plans import spec_scan
+    from panda_flyscan.storage import read_field
+
+    x, det = bl.motor("x"), bl.detectors["det"]
+    reset_motors(RE, bl, {"x": 0.0})
+    spec = Fly(period @ Line(x, 0.0, (points - 1) * step_mm, points))
+    started = time.perf_counter()
+    (uid,) = RE(spec_scan(bl.panda, spec, detectors=[det]))
+    wall = time.perf_counter() - started
+    rows = len(read_field(client, uid, "primary", "x"))
+    assert rows == points, f"{rows} rows in Tiled for {points} points"
     return wall
 
 

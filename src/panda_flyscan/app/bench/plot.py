@@ -28,17 +28,18 @@ def efficiency_series(
 def plot_efficiency(
     figures: Sequence[Figure], path: Path, *, title: str = ""
 ) -> Path | None:
-    """Plot flyscan and step-scan efficiency (wall / (N x period)) against N.
+    """Plot flyscan efficiency (wall / (N x period)) against N; the step
+    scan's, far above, as a note.
 
     Markers at the median, bars from min to max. Returns the path written,
     or None if there is no efficiency figure to plot.
     """
     series = {
         "time-based flyscan (time_scan)": efficiency_series(figures, "fly"),
-        "step scan (bp.count)": efficiency_series(figures, "step"),
+        "line flyscan (spec_scan, det)": efficiency_series(figures, "line"),
     }
     # Two orders of magnitude above the others: a note, not a point.
-    moving = efficiency_series(figures, "scan")
+    moving = efficiency_series(figures, "step")
     if not any(series.values()):
         return None
     import matplotlib
@@ -76,7 +77,7 @@ def plot_efficiency(
             ax.text(
                 0.02,
                 0.03,
-                f"step scan with motion (bp.scan of the motor): {text}, off scale",
+                f"step scan (bp.scan of x, det at each point): {text}, off scale",
                 transform=ax.transAxes,
                 fontsize=8,
             )

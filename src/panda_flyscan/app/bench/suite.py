@@ -10,8 +10,9 @@ figure, ratios measured side by side), and writes ``results.json``,
 ``table.md`` and ``scan-efficiency.png`` to the output directory.
 
 The measurements, by what they measure: :mod:`~.measure_scans` (efficiency,
-latency, first trigger), :mod:`~.measure_capture`, :mod:`~.measure_storage`
-(writers, read-back), :mod:`~.measure_startup` (start-up, connect).
+latency, first trigger), :mod:`~.measure_map` (the 2-D map),
+:mod:`~.measure_capture`, :mod:`~.measure_storage` (writers, read-back),
+:mod:`~.measure_startup` (start-up, connect).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from panda_flyscan.app.bench import (
     measure_capture,
+    measure_map,
     measure_scans,
     measure_startup,
     measure_storage,
@@ -59,6 +61,9 @@ __all__ = [
     "selected",
 ]
 
+#: Step (mm) between the points of the 1-D comparison (10 mm/s flown at 1 kHz).
+LINE_STEP = 0.01
+
 #: Table sections, in the order printed.
 GROUPS = {
     "efficiency": "1. Scan efficiency: wall time / (N x period), writing into Tiled",
@@ -66,6 +71,7 @@ GROUPS = {
     "capture": "3. Capture throughput without overrun: simulator + IOC + HDF5",
     "storage": "4. Storage",
     "fixed": "5. Fixed costs",
+    "map": "6. 2-D snake map: spec_scan (one run) vs bp.grid_scan, into Tiled",
 }
 
 
@@ -119,13 +125,27 @@ class Suite:
         with ctx.writing():
             return fly(ctx.RE, ctx.beamline, ctx.client, n, period)
 
-    def step_scan(self, n: int) -> float:
-        """Wall time of a step scan of ``n`` points at the period, into Tiled."""
-        from panda_flyscan.app.bench.plans_bench import step
+    def line_step(self, n: int) -> float:
+        """Wall time of the 1-D step scan, ``bp.scan([det], x, ...)`` of ``n``
+        points at the period's exposure, into Tiled."""
+        from panda_flyscan.app.bench.plans_bench import line_step
 
         ctx = self.ctx
         with ctx.writing():
-            return step(ctx.RE, ctx.beamline, ctx.client, n, self.options.period)
+            return line_step(
+                ctx.RE, ctx.beamline, ctx.client, n, self.options.period, LINE_STEP
+            )
+
+    def line_fly(self, n: int) -> float:
+        """Wall time of spec_scan flying the same ``n`` points as
+        :meth:`line_step` at the period, with det, into Tiled."""
+        from panda_flyscan.app.bench.plans_bench import line_fly
+
+        ctx = self.ctx
+        with ctx.writing():
+            return line_fly(
+                ctx.RE, ctx.beamline, ctx.client, n, self.options.period, LINE_STEP
+            )
 
     def fly(self, n: int) -> FlyResult:
         """One more flyscan of ``n`` frames at the period, kept in :attr:`flyscans`."""
@@ -142,14 +162,15 @@ class Suite:
         return self.flyscans[n][:repeats]
 
     def warm_up(self) -> None:
-        """One small flyscan and step scan first (connections, caches, the
-        Tiled catalog's first run): not counted."""
+        """A small time_scan, spec_scan line and step scan first (connections,
+        the detector's first file, the Tiled catalog's first run): not counted."""
         if self._warm:
             return
         self.flyscan(100, self.options.period)
-        self.step_scan(100)
+        self.line_fly(20)
+        self.line_step(3)
         self._warm = True
-        self.log("warm-up flyscan and step scan done (not counted)")
+        self.log("warm-up time_scan, spec_scan and bp.scan done (not counted)")
 
 
 @dataclass(frozen=True)
@@ -190,9 +211,10 @@ MEASUREMENTS: dict[str, Measurement] = {
             "efficiency",
             "efficiency",
             "Scan efficiency: wall time of RE(time_scan(panda, N, period)) / (N x "
-            "period), writing into Tiled; and of a step scan bp.count([INENC1.VAL], "
-            "N, delay=period) on the same scale; their ratio, pairwise per repeat. "
-            "N = 1e3, 1e4, 1e5 at 1 kHz (--quick: 1e3).",
+            "period), writing into Tiled, N = 1e3, 1e4, 1e5 at 1 kHz (--quick: "
+            "1e3); then a line of N = 100 points (--quick: 20) as bp.scan([det], "
+            "x, ...) and as spec_scan(panda, Fly(period @ Line(x, ...)), "
+            "detectors=[det]) on the same scale, and their ratio pairwise.",
             measure_scans.efficiency,
             ("efficiency.fly.1000",),
         ),
@@ -241,6 +263,19 @@ MEASUREMENTS: dict[str, Measurement] = {
             "measured just before; their ratio.",
             measure_storage.writer,
             ("storage.event.tiledwriter",),
+        ),
+        Measurement(
+            "map",
+            "map",
+            "2-D snake map: spec_scan(panda, Fly(1 ms @ (Line(y, 0, 1, 20) * "
+            "~Line(x, 0, 5, 500))), detectors=[det]) into Tiled (--quick: 4 x 50, "
+            "the same steps): wall / ideal (frames + the motors' turnaround from "
+            "their VELO and ACCL), the added time per line (x kickoff to kickoff "
+            "- ideal), the fixed costs; then bp.grid_scan([det], y, x, "
+            "snake_axes=True) against spec_scan on a 4 x 50 grid (--quick: 2 x 20) "
+            "and their ratio.",
+            measure_map.map_scan,
+            ("map.fly.efficiency",),
         ),
     ]
 }

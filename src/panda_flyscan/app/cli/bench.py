@@ -16,8 +16,9 @@ Figures (each repeated; the table shows median, min, max and runs):
 \b
   1. efficiency     wall time of the whole time_scan plan (staging to the
                     run being in Tiled) / (N x period), N = 1e3, 1e4, 1e5
-                    at 1 kHz; a step scan bp.count([INENC1.VAL], N,
-                    delay=period) on the same scale; flyscan / step-scan
+                    at 1 kHz; then a line of 100 points as the step scan
+                    bp.scan([det], x, ...) and as spec_scan flying the same
+                    points with det, on the same scale; flyscan / step-scan
                     time, pairwise per repeat
   2. latency        the run's stop document -> last frame readable
                     through Tiled, for each flyscan of 1
@@ -32,9 +33,13 @@ Figures (each repeated; the table shows median, min, max and runs):
                     its PVs answer), Tiled start-up
      connect        device connect: first in the process, then again
      first-trigger  time_scan call -> first trigger (sequencer running)
+  6. map            a 20 x 500 snake at 1 kHz with det by spec_scan: wall /
+                    ideal (frames + the motors' turnaround from VELO and
+                    ACCL), added time per line, fixed costs; bp.grid_scan
+                    of a 4 x 50 grid against spec_scan, and their ratio
 \b
---quick: N = 1e3 only, fewer rates and repeats, a 1e5-row read-back: under
-2 minutes on 2 cores. The full run takes about 10 minutes.
+--quick: N = 1e3 only, fewer rates and repeats, a 1e5-row read-back, a
+4 x 50 map (grid_scan 2 x 20): about 2 minutes on 2 cores. The full run takes about 10 minutes.
 """
 
 
@@ -61,7 +66,7 @@ Figures (each repeated; the table shows median, min, max and runs):
     multiple=True,
     metavar="NAME",
     help="Run only these measurements (repeat the option, or separate by "
-    "commas): startup, connect, efficiency, latency, first-trigger, "
+    "commas): startup, connect, efficiency, latency, first-trigger, map, "
     "readback, capture, writer.",
 )
 @click.option(
