@@ -21,6 +21,7 @@ def main() -> None:
       panda-flyscan demo                 run a flyscan on the simulated beamline
       panda-flyscan sim --prefix SIM     serve a simulated PandA through the real IOC
       panda-flyscan tiled serve          run the bundled Tiled service
+      panda-flyscan view URI [UID]       plot a run live as it is written to Tiled
       panda-flyscan panda save DIR       save the PandA's configuration as YAML
       panda-flyscan sim conformance F    check block models against timing vectors
       panda-flyscan bench [--quick]      benchmark the whole stack, print one table
@@ -33,12 +34,14 @@ def _add_subcommands() -> None:
     from .panda import panda
     from .sim import sim
     from .tiled import tiled
+    from .view import view
 
     main.add_command(bench)
     main.add_command(demo)
     main.add_command(panda)
     main.add_command(sim)
     main.add_command(tiled)
+    main.add_command(view)
 
 
 _add_subcommands()
