@@ -31,9 +31,7 @@ import contextlib
 import logging
 import os
 
-from caproto.asyncio.server import Context
-
-from .ca import PutRefused
+from .ca import PutRefused, Server
 from .config import SimulatorConfig, add_arguments, config_from_arguments, make_panda
 from .detector import SimAreaDetector
 from .motor import SimMotor
@@ -81,7 +79,7 @@ async def serve(config: SimulatorConfig, panda: SimulatedPanda | None = None) ->
             listening.set()
 
         ca_server = asyncio.create_task(
-            Context(pvdb, interfaces).run(startup_hook=on_startup)
+            Server(pvdb, interfaces).run(startup_hook=on_startup)
         )
         tasks = [ca_server]
         tasks += [asyncio.create_task(motor.run()) for motor in motors]

@@ -193,13 +193,15 @@ def _check_line(line: FlyLine, facts: AxisFacts) -> LineMotion:
     return LineMotion(line, v, run_up, run_down)
 
 
-def _check_point(point: Point, facts: Mapping[Any, AxisFacts]) -> None:
-    for axis, p in point.positions.items():
+def _check_positions(
+    where: str, positions: Mapping[Any, float], facts: Mapping[Any, AxisFacts]
+) -> None:
+    for axis, p in positions.items():
         f = facts[axis]
         if f.limits is not None and not f.limits[0] <= p <= f.limits[1]:
             raise PlanArgumentError(
-                f"point at frame {point.first}: {f.name} {p:g} {f.units} is outside "
-                f"its limits {f.limits[0]:g}..{f.limits[1]:g} {f.units}"
+                f"{where}: {f.name} {p:g} {f.units} is outside its limits "
+                f"{f.limits[0]:g}..{f.limits[1]:g} {f.units}"
             )
 
 
@@ -240,12 +242,15 @@ def seq_program(
     for segment in path.segments:
         live, dead = phases[segment.duration]
         if isinstance(segment, Point):
-            _check_point(segment, facts)
+            _check_positions(
+                f"point at frame {segment.first}", segment.positions, facts
+            )
             table.add(SeqTrigger.BITA_0, 0, 1, 0, 0)
             table.add_frames(segment.num, SeqTrigger.BITA_1, 0, live, dead)
             continue
         f = facts[segment.axis]
         motion = _check_line(segment, f)
+        _check_positions(f"line at frame {segment.first}", segment.fixed, facts)
         motions.append(motion)
         # Counts increase with position when the scale is positive.
         up = (segment.direction > 0) == (f.scale > 0)

@@ -16,6 +16,7 @@ import bluesky.plan_stubs as bps
 import numpy as np
 from bluesky.utils import MsgGenerator
 from ophyd_async.core import (
+    AsyncStatus,
     DetectorTrigger,
     FlyMotorInfo,
     StandardDetector,
@@ -390,10 +391,17 @@ def _drive(
     handshake: Any,
     flush: Any,
 ) -> MsgGenerator[None]:
-    """Move through the path's segments while the SEQ times the frames."""
+    """Move through the path's segments while the SEQ times the frames.
+
+    After a line's last frame (the flown axis' readback past the line's end)
+    the axes the next segment steps start moving, during the flown axis'
+    run-down: a turnaround then costs the longer of the two, not their sum.
+    """
     at: dict[Any, float] = {}
-    for index, segment in enumerate(path.segments):
+    segments = path.segments
+    for index, segment in enumerate(segments):
         group = f"spec-segment-{index}"
+        following = segments[index + 1] if index + 1 < len(segments) else None
         if isinstance(segment, FlyLine):
             axis: Any = segment.axis
             yield from bps.prepare(
@@ -409,6 +417,16 @@ def _drive(
             yield from bps.wait(group=group)
             yield from bps.kickoff(axis, wait=True)
             yield from bps.complete(axis, group=group)
+            ahead = _steps_of(following, at, skip=axis)
+            if ahead:
+                passed = f"{group}-passed"
+                bound = segment.time_for_move + 2 * _ACCL_BOUND
+                watch = _Passes(axis, segment.end, segment.direction, bound)
+                yield from bps.trigger(watch, group=passed)
+                yield from _wait_flushing(passed, flush)
+                # In the next segment's group: it waits for them, and this
+                # axis' next prepare overlaps their moves.
+                yield from _step_to(ahead, at, f"spec-segment-{index + 1}")
             yield from _wait_flushing(group, flush)
             at.pop(axis, None)  # where the run-down ended: not a set point
         else:
@@ -431,12 +449,54 @@ def _drive(
             yield from flush()
 
 
+def _steps_of(
+    segment: FlyLine | Point | None, at: Mapping[Any, float], skip: Any
+) -> dict[Any, float]:
+    """What ``segment`` will step (other than ``skip``, still flying)."""
+    if segment is None:
+        return {}
+    wanted = segment.fixed if isinstance(segment, FlyLine) else segment.positions
+    return {a: p for a, p in wanted.items() if a is not skip and at.get(a) != p}
+
+
+#: Longer than any acceleration time, for the bound on a line's wait.
+_ACCL_BOUND = 30.0
+
+
+class _Passes:
+    """Triggered: done once ``motor``'s readback is past ``position`` going
+    ``direction`` (the line's frames are over), within a generous bound."""
+
+    parent = None
+
+    def __init__(
+        self, motor: Any, position: float, direction: int, timeout: float
+    ) -> None:
+        self.name = f"{motor.name}-passes"
+        self._readback = motor.user_readback
+        self._position, self._direction = position, direction
+        self._timeout = timeout
+
+    def trigger(self) -> AsyncStatus:
+        def past(value: float) -> bool:
+            return (value - self._position) * self._direction >= 0
+
+        return AsyncStatus(wait_for_value(self._readback, past, timeout=self._timeout))
+
+
 def _step_to(
     positions: Mapping[Any, float], at: dict[Any, float], group: str
 ) -> MsgGenerator[None]:
+    """Move the axes not already at their positions, in ``group``.
+
+    Through the motor record's setpoint: its limits were checked before the
+    run (seq_program), and the Motor's own ``set`` would read seven fields
+    again for every move, about 10 ms a line on the turnaround.
+    """
     for axis, position in positions.items():
         if at.get(axis) != position:
-            yield from bps.abs_set(axis, position, group=group)
+            target = getattr(axis, "user_setpoint", axis)
+            yield from bps.abs_set(target, position, group=group)
             at[axis] = position
 
 
