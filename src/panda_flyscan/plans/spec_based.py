@@ -232,6 +232,11 @@ def _check_axes(path: ScanPath) -> dict[Any, str]:
                     f"{name} has no {method}(): spec_scan moves and flies ophyd-async "
                     "Motors"
                 )
+        if getattr(axis, "user_readback", None) is None:
+            raise PlanArgumentError(
+                f"{name} has no user_readback signal: spec_scan follows ophyd-async "
+                "Motors through their readback"
+            )
         names[axis] = name
     dupes = sorted({n for n in names.values() if list(names.values()).count(n) > 1})
     if dupes:
