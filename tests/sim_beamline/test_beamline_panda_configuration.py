@@ -265,6 +265,10 @@ def test_a_wiring_block_the_panda_lacks_is_an_error_before_any_write(
     with pytest.raises(PandaConfigurationError, match="INENC9, which this PandA"):
         RE(save_panda_configuration(tmp_path, "other", panda, wiring=bad))
     assert not configuration_files(tmp_path, "other")[0].exists()
+    # A divider block it lacks, likewise.
+    divided = PandaWiring(detectors=(DetectorWiring("det", ttlout=1, divider=7),))
+    with pytest.raises(PandaConfigurationError, match="divider is wired to DIV7"):
+        RE(save_panda_configuration(tmp_path, "other", panda, wiring=divided))
 
 
 def test_a_value_the_panda_refuses_is_reported(

@@ -333,6 +333,11 @@ def _check_blocks(panda: HDFPanda, wiring: PandaWiring, source: str) -> None:
     wanted = [
         *(("ttlout", d.ttlout, f"detector {d.detector!r}") for d in wiring.detectors),
         *(("inenc", e.inenc, f"motor {e.motor!r}") for e in wiring.encoders),
+        *(
+            ("div", d.divider, f"detector {d.detector!r}'s divider")
+            for d in wiring.detectors
+            if d.divider is not None
+        ),
         ("seq", wiring.seq, "seq"),
         ("pcomp", wiring.pcomp, "pcomp"),
     ]
