@@ -367,13 +367,20 @@ def test_map_ideal_time_of_the_issues_snake() -> None:
     )
     y_step = 2 * math.sqrt(1 / 19 * 0.1 / 5.0)  # 64.9 ms
     assert timing.slow_step_time == pytest.approx(y_step)
-    assert timing.turnaround == pytest.approx(0.2 + y_step)
-    assert timing.line_period == pytest.approx(0.5 + 0.2 + y_step)
-    # 10 s of frames, 20 run-ups and run-downs, 19 y steps.
-    assert timing.ideal == pytest.approx(10.0 + 4.0 + 19 * y_step)
-    assert timing.ideal == pytest.approx(15.2329, abs=1e-4)
-    # x's repositioning counts only where it outlasts y's step.
+    # y steps during x's run-down (100 ms), so it adds nothing.
+    assert timing.between_lines == pytest.approx(0.1)
+    assert timing.turnaround == pytest.approx(0.2)
+    assert timing.line_period == pytest.approx(0.5 + 0.2)
+    # 10 s of frames, 20 run-ups and run-downs.
+    assert timing.ideal == pytest.approx(10.0 + 4.0)
+    # A y step longer than the run-down (1 mm: 0.3 s) adds its excess.
+    far = replace(timing, slow_step=1.0)
+    assert far.between_lines == pytest.approx(0.3)
+    assert far.line_period == pytest.approx(0.5 + 0.1 + 0.3)
+    assert far.ideal == pytest.approx(10.0 + 4.0 + 19 * 0.2)
+    # x's repositioning comes after its run-down, in parallel with y's step.
     slower = replace(timing, fast_reposition=0.5)
+    assert slower.between_lines == pytest.approx(0.6)
     assert slower.ideal == pytest.approx(10.0 + 4.0 + 19 * 0.5)
     run = MapRun(uid="u", wall=16.0, kickoffs=[0.3, 1.1, 1.8], line_end=15.0)
     assert run.overheads(timing) == pytest.approx(

@@ -7,19 +7,22 @@ time is compared with :meth:`MapTiming.ideal`, what the motors themselves
 need: the frames plus each line's turnaround, from the motors' VELO and
 ACCL (the motor record reaches VELO in ACCL seconds, a trapezoid; a move too
 short to reach VELO is a triangle, :func:`move_time`). What ``spec_scan``
-does per line (``spec_based._drive``): prepare x (at VMAX to the next run-up
-start, which for a snake at one speed is where the run-down ended: no move)
-and step y to the line's position, in parallel; kick x off (its run-up,
-ACCL); fly the line (points x frame); wait for the run-down (ACCL). So the
-period between consecutive x kickoffs is ideally::
+does per line (``spec_based._drive``): kick x off (its run-up, ACCL_x); fly
+the line (points x frame); once x's readback is past the line's end, start
+y's step to the next line, during x's run-down (ACCL_x); after the run-down,
+prepare x (at VMAX to the next run-up start, which for a snake at one speed
+is where the run-down ended: no move); when y and x are both there, the next
+kickoff. So the period between consecutive x kickoffs is ideally::
 
-    line period = points x frame + 2 x ACCL_x + max(move_time(dy, VELO_y, ACCL_y),
-                                                    x's repositioning, 0 here)
+    between     = max(ACCL_x + x's repositioning (0 here),
+                      move_time(dy, VELO_y, ACCL_y))
+    line period = ACCL_x + points x frame + between
     ideal       = lines x (points x frame + 2 x ACCL_x)
-                  + (lines - 1) x max(move_time(dy, VELO_y, ACCL_y), 0)
+                  + (lines - 1) x (between - ACCL_x)
 
-(the first line has no y step). The plan's added overhead per line is the
-measured kickoff-to-kickoff period minus the ideal line period.
+(the first line has no step before it, the last one no step after it). The
+plan's added overhead per line is the measured kickoff-to-kickoff period
+minus the ideal line period.
 """
 
 from __future__ import annotations
@@ -100,14 +103,16 @@ class MapTiming:
 
     @property
     def between_lines(self) -> float:
-        """y's step and x's repositioning, in parallel (s)."""
-        return max(self.slow_step_time, self.fast_reposition)
+        """From a line's last frame to the next run-up: x's run-down (and any
+        repositioning), with y's step in parallel (s)."""
+        return max(
+            self.fast_acceleration_time + self.fast_reposition, self.slow_step_time
+        )
 
     @property
     def turnaround(self) -> float:
-        """Per line, beside its frames: x's run-up and run-down, and the move
-        to the next line (s)."""
-        return 2 * self.fast_acceleration_time + self.between_lines
+        """Per line, beside its frames: that, and x's run-up (s)."""
+        return self.fast_acceleration_time + self.between_lines
 
     @property
     def line_period(self) -> float:
@@ -117,11 +122,10 @@ class MapTiming:
     @property
     def ideal(self) -> float:
         """Ideal wall time of the map: every line with its run-up and
-        run-down, and the moves between lines (s)."""
-        return (
-            self.lines * (self.line_time + 2 * self.fast_acceleration_time)
-            + (self.lines - 1) * self.between_lines
-        )
+        run-down, and what the moves between lines add beyond a run-down (s)."""
+        return self.lines * (self.line_time + 2 * self.fast_acceleration_time) + (
+            self.lines - 1
+        ) * (self.between_lines - self.fast_acceleration_time)
 
 
 @dataclass
@@ -134,6 +138,9 @@ class MapRun:
     kickoffs: list[float]
     #: The first message after the last line's run-down was waited for.
     line_end: float
+    #: The close_run message (after the PandA's and det's complete and the
+    #: last collect); from there the writer waits for the run to be in Tiled.
+    close_run: float = 0.0
 
     def overheads(self, timing: MapTiming) -> list[float]:
         """Per line: measured kickoff-to-kickoff period - ideal line period (s)."""
@@ -197,7 +204,10 @@ def fly_map(s: Suite, lines: int, points: int, frame: float) -> MapRun:
         assert rows == lines * points, (
             f"{rows} {axis} rows in Tiled for {lines * points}"
         )
-    return MapRun(uid=uid, wall=wall, kickoffs=kickoffs, line_end=line_end)
+    close = next(t for t, cmd, _ in marks if cmd == "close_run") - started
+    return MapRun(
+        uid=uid, wall=wall, kickoffs=kickoffs, line_end=line_end, close_run=close
+    )
 
 
 def grid_map(s: Suite, lines: int, points: int, frame: float) -> float:
@@ -276,9 +286,11 @@ def map_scan(s: Suite) -> None:
     at = format_rate(frame)
     formula = (
         f"ideal = lines x (points x frame + 2 ACCL_x) + (lines - 1) x "
-        f"move_time(dy, VELO_y, ACCL_y) = {lines} x ({points} x {frame:g} + 2 x "
-        f"{timing.fast_acceleration_time:g}) + {lines - 1} x "
-        f"{timing.slow_step_time:.4f} = {timing.ideal:.3f} s"
+        f"(max(ACCL_x, move_time(dy, VELO_y, ACCL_y)) - ACCL_x) = {lines} x "
+        f"({points} x {frame:g} + 2 x {timing.fast_acceleration_time:g}) + "
+        f"{lines - 1} x (max({timing.fast_acceleration_time:g}, "
+        f"{timing.slow_step_time:.4f}) - {timing.fast_acceleration_time:g}) "
+        f"= {timing.ideal:.3f} s"
     )
     eff = s.figure(
         "map.fly.efficiency",
@@ -324,6 +336,14 @@ def map_scan(s: Suite) -> None:
         worst.add(max(extra))
         start.add(run.kickoffs[0] * 1e3)
         end.add((run.wall - run.line_end) * 1e3)
+        # Where the end goes: to close_run (complete, collect), then the
+        # writer's wait at the stop and unstaging.
+        end.details.setdefault("to_close_run_ms", []).append(
+            (run.close_run - run.line_end) * 1e3
+        )
+        end.details.setdefault("close_run_to_return_ms", []).append(
+            (run.wall - run.close_run) * 1e3
+        )
         median.details.setdefault("per_line_ms", []).append(
             [round(o, 2) for o in extra]
         )
