@@ -109,3 +109,26 @@ def test_ctrl_c_during_position_scan_stops_the_motor(flyscan) -> None:
         )
     )
     assert flyscan.run(flyscan.beamline.panda.pcomp[1].enable.get_value()) == "ZERO"
+
+
+def test_ctrl_c_during_a_spec_scan_map_stops_both_motors(flyscan) -> None:
+    from scanspec.specs import Fly, Line
+
+    from panda_flyscan.plans import spec_scan
+
+    bl = flyscan.beamline
+    x, y = bl.motor("x"), bl.motor("y")
+    spec = Fly(0.01 @ (Line(y, 0, 1, 40) * ~Line(x, 0, 2, 101)))  # about 80 s
+    presser = _ctrl_c_twice_once_data_flows(flyscan)
+    with pytest.raises(RunEngineInterrupted):
+        flyscan.RE(spec_scan(bl.panda, spec))
+    presser.join(5)
+    [start] = flyscan.of("start")
+    data = _check_partial_run(flyscan, start["uid"], ["x", "y"], 40 * 101)
+    # What was kept is the map's first rows, in snake order, to one count.
+    frames = len(data["x"])
+    grid_x = np.tile(np.r_[np.linspace(0, 2, 101), np.linspace(2, 0, 101)], 20)
+    np.testing.assert_allclose(data["x"], grid_x[:frames], atol=0.001 + 1e-9)
+    for motor in (x, y):
+        assert flyscan.run(motor.motor_done_move.get_value()) == 1
+    assert flyscan.run(bl.panda.seq[1].enable.get_value()) == "ZERO"
