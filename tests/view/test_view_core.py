@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.image
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from scanspec.specs import Fly, Line
+from view_helpers import assert_non_trivial_png
 
 from panda_flyscan.app.cli import main
 from panda_flyscan.app.view import (
@@ -27,14 +27,6 @@ from panda_flyscan.storage import to_grid
 
 def _start(**extra: object) -> dict[str, object]:
     return {"uid": "0123456789abcdef", "plan_name": "time_scan", **extra}
-
-
-def assert_non_trivial_png(path: Path, size: tuple[int, int] = (1200, 800)) -> None:
-    """A PNG of ``size`` pixels (width, height) with more than one colour."""
-    image = matplotlib.image.imread(path)
-    assert (image.shape[1], image.shape[0]) == size
-    pixels = image.reshape(-1, image.shape[-1])
-    assert len(np.unique(pixels, axis=0)) > 10, "the PNG is (nearly) one colour"
 
 
 def test_time_scan_plots_every_field_against_trigger_time() -> None:

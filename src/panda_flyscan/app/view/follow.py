@@ -86,9 +86,8 @@ class Follower:
         map_field: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        # Its own connection: fail-fast reads swap the transport of the
-        # client they use, which must not affect the caller's other threads.
-        self.client = own_connection(client)
+        self._source = client
+        self._client: Any = None
         self.uid = uid if uid is not None else latest_uid(self.client)
         self.interval = interval
         self.map_field = map_field
@@ -96,6 +95,16 @@ class Follower:
         self.run: LiveRun | None = None
         self.updates: list[Update] = []
         self._stopped = threading.Event()
+
+    @property
+    def client(self) -> Any:
+        """The follower's own connection, opened on first use (in the
+        follower's thread: a RunEngine callback does not wait for it).
+        Its own because fail-fast reads swap the transport of the client they
+        use, which must not affect the caller's other threads."""
+        if self._client is None:
+            self._client = own_connection(self._source)
+        return self._client
 
     @property
     def done(self) -> bool:
@@ -123,8 +132,12 @@ class Follower:
             self.run = LiveRun(dict(metadata["start"]), map_field=self.map_field)
         stop = metadata.get("stop")
         changed = False
-        for stream in list(node):
-            changed |= self._poll_stream(node, stream)
+        try:
+            streams = dict(node.base.items())  # one request for every stream
+        except _READ_ERRORS:
+            streams = {}
+        for stream, container in streams.items():
+            changed |= self._poll_stream(container, stream)
         if stop and self.run.stop is None:
             self.run.stop = dict(stop)
             changed = True
@@ -132,10 +145,12 @@ class Follower:
             self.updates.append(Update(self.clock(), None, self.run.picture().rows))
         return changed
 
-    def _poll_stream(self, run_node: Any, stream: str) -> bool:
+    def _poll_stream(self, container: Any, stream: str) -> bool:
         assert self.run is not None
         try:
-            children = dict(run_node[stream].base.items())
+            # Every array's current shape (`.base`: the stream's own
+            # listing is several times slower, it reads the event table).
+            children = dict(container.base.items())
         except _READ_ERRORS:
             return False
         changed = False
@@ -206,6 +221,7 @@ class Follower:
         ``once``: a single poll. Returns the last picture."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            began = time.monotonic()
             if self.poll() and on_update is not None:
                 picture = self.picture()
                 assert picture is not None
@@ -216,6 +232,9 @@ class Follower:
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            # Nothing announces new rows (see the module docstring): poll.
-            self._stopped.wait(self.interval)
+            # Nothing announces new rows (see the module docstring): poll,
+            # every `interval` from the last poll's start, reading and
+            # drawing included.
+            spent = time.monotonic() - began
+            self._stopped.wait(max(0.0, self.interval - spent))
         return self.picture()

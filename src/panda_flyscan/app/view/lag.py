@@ -22,7 +22,7 @@ from .follow import PRIMARY, Update
 __all__ = ["LagReport", "RowClock", "live_lag"]
 
 
-@dataclass
+@dataclass(eq=False)  # subscribed to a RunEngine: hashed by identity
 class RowClock:
     """A RunEngine callback: when each run's ``primary`` rows were emitted.
 
@@ -42,6 +42,7 @@ class RowClock:
         if name == "start":
             self.emitted.clear()
             self._primary.clear()
+            self._scalar_keys.clear()
             self._resources.clear()
             self._stops.clear()
         elif name == "descriptor" and doc.get("name") == PRIMARY:
