@@ -197,7 +197,7 @@ def read_arrays(
 
     def read() -> dict[str, np.ndarray]:
         node = get_run(client, uid)[stream]
-        nodes = {name: node[name] for name in names}
+        nodes = {name: _array_node(node, name) for name in names}
         return fetch_arrays(
             nodes, index, block_bytes=block_bytes, workers=workers, compress=compress
         )
@@ -277,6 +277,18 @@ def fetch_arrays(
             with ThreadPoolExecutor(min(workers, len(jobs))) as pool:
                 list(pool.map(fetch, jobs))
     return outputs
+
+
+def _array_node(stream: Any, name: str) -> Any:
+    """The array client of data key ``name`` in a stream container.
+
+    During a run the stream's composite view may not list a key registered
+    since it was fetched; its base container does.
+    """
+    try:
+        return stream[name]
+    except KeyError:
+        return stream.base[name]
 
 
 def _normalize(index: Any, shape: tuple[int, ...]) -> tuple[slice, ...] | None:
