@@ -10,6 +10,7 @@ the final data and their lengths never decrease.
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,7 @@ def _register(RE: Any, client: Any, device: _Streaming, collects: int = 1) -> st
 def panda_run(backend, RE) -> tuple[Any, str, np.ndarray]:
     """A PandA-like dataset (200,000 float64 rows, 1024-row chunks) in a run."""
     data = np.cumsum(np.random.default_rng(5).random(200_000))
-    path = backend.external_dir / f"panda-{np.random.default_rng().integers(1e12)}.h5"
+    path = backend.external_dir / f"panda-{uuid.uuid4().hex}.h5"
     with h5py.File(path, "w", libver="latest") as f:
         f.create_dataset("COUNTER1.OUT.Value", data=data, chunks=(1024,))
     device = _Streaming(path, "/COUNTER1.OUT.Value", (), "<f8", 1024)
@@ -108,7 +109,7 @@ def panda_run(backend, RE) -> tuple[Any, str, np.ndarray]:
 def frames_run(backend, RE) -> tuple[Any, str, np.ndarray]:
     """A detector-like stack (60 frames of 48 x 64 uint16, a frame a chunk)."""
     data = np.random.default_rng(6).integers(0, 4096, (60, 48, 64), dtype="<u2")
-    path = backend.external_dir / f"det-{np.random.default_rng().integers(1e12)}.h5"
+    path = backend.external_dir / f"det-{uuid.uuid4().hex}.h5"
     with h5py.File(path, "w", libver="latest") as f:
         f.create_dataset("entry/data/data", data=data, chunks=(1, 48, 64))
     device = _Streaming(path, "/entry/data/data", (48, 64), "<u2", 1)
@@ -162,7 +163,7 @@ def test_reads_during_a_run_are_growing_prefixes(backend, RE) -> None:
     between collects the test reads through Tiled. Every read equals a prefix
     of the final data, lengths never decrease and reach the total."""
     final = np.cumsum(np.random.default_rng(7).random(30 * 3000))
-    path = backend.external_dir / f"growing-{np.random.default_rng().integers(1e12)}.h5"
+    path = backend.external_dir / f"growing-{uuid.uuid4().hex}.h5"
     writer = h5py.File(path, "w", libver="latest")
     ds = writer.create_dataset(
         "x", shape=(0,), maxshape=(None,), chunks=(1024,), dtype="<f8"
