@@ -16,8 +16,12 @@ The functions here are what ``panda-flyscan bench`` measures figure 4 with
    writing StreamResource/StreamDatum (one StreamDatum per collect, as a
    detector or the PandA emits), same writers.
 3. Read-back of a PandA dataset (the suite captures 1e6 rows through the real
-   IOC): every captured field read through Tiled (``read_stream``) versus
-   h5py on the same file, alternately.
+   IOC) and of 1,000 detector frames: read through Tiled (the bundled HDF5
+   adapter; ``fetch_arrays`` on array clients looked up once) versus h5py on
+   the same file (held open), alternately, whole and in slices (1,000 rows;
+   one frame); slices also through a second server running Tiled's own HDF5
+   adapter (what the bundled service did before); and the server's peak
+   memory while reading one frame of a 1 GB file.
 """
 
 from __future__ import annotations
@@ -34,8 +38,11 @@ import numpy as np
 __all__ = [
     "StreamingDevice",
     "collect_plan",
+    "peak_rss_growth",
     "read_h5py",
     "read_tiled",
+    "register_file",
+    "upstream_service",
     "write_datum_file",
     "writer_overhead",
 ]
@@ -56,6 +63,8 @@ class StreamingDevice:
         self.index = 0
         self.emitted = 0
         self.rows_per_collect = 1
+        #: The StreamResource's chunk_shape (the structure's chunks in Tiled).
+        self.chunk_shape = [1, *shape[1:]]
         self._bundle: Any = None
 
     def describe_collect(self) -> dict[str, Any]:
@@ -81,10 +90,7 @@ class StreamingDevice:
                 mimetype="application/x-hdf5",
                 uri=self.path.as_uri(),
                 data_key=self.name,
-                parameters={
-                    "dataset": self.dataset,
-                    "chunk_shape": [1, *self.shape[1:]],
-                },
+                parameters={"dataset": self.dataset, "chunk_shape": self.chunk_shape},
             )
             yield "stream_resource", self._bundle.stream_resource_doc
         if self.index > self.emitted:
@@ -179,6 +185,67 @@ def read_tiled(
 
     dataset = read_stream(client, uid, variables=list(variables))
     return {name: np.asarray(dataset[name]) for name in variables}
+
+
+def register_file(
+    RE: Any,
+    client: Any,
+    path: Path,
+    dataset: str,
+    chunk_shape: Sequence[int],
+    collects: int = 10,
+) -> str:
+    """A run registering an HDF5 dataset already on disk in ``client``'s Tiled
+    (StreamResource + ``collects`` StreamDatum, by the TiledWriter); its uid.
+    The data key is ``frames``."""
+    from bluesky_tiled_plugins import TiledWriter
+
+    with h5py.File(path, "r") as handle:
+        node = handle[dataset]
+        assert isinstance(node, h5py.Dataset)
+        shape, dtype = tuple(node.shape), node.dtype.str
+    device = StreamingDevice(path, dataset, shape, dtype)
+    device.chunk_shape = list(chunk_shape)
+    device.rows_per_collect = -(-shape[0] // collects)
+    token = RE.subscribe(TiledWriter(client))
+    try:
+        (uid,) = RE(collect_plan(device, collects))
+    finally:
+        RE.unsubscribe(token)
+    return uid
+
+
+def upstream_service(base: Path, readable: Sequence[Path], log_path: Path) -> Any:
+    """A (not started) local Tiled service as before the bundled adapter:
+    the same configuration, Tiled's own HDF5 adapter."""
+    import yaml
+
+    from panda_flyscan.storage import TiledService, local_tiled_config
+
+    config = local_tiled_config(base / "data", readable=readable, port=0)
+    config["catalog"].pop("adapters_by_mimetype")
+    (base / "data").mkdir(parents=True, exist_ok=True)
+    for sub in ("data", "external"):
+        (base / "data" / sub).mkdir(exist_ok=True)
+    config_file = base / "tiled-upstream.yml"
+    config_file.write_text(yaml.safe_dump(config))
+    return TiledService(config_file=config_file, log_path=log_path)
+
+
+def _status_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def peak_rss_growth(pid: int, action: Callable[[], Any]) -> float:
+    """MB by which process ``pid``'s peak resident memory rose above its
+    resident memory while ``action`` ran (Linux: the peak is reset first)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM to VmRSS
+    before = _status_kb(pid, "VmRSS")
+    action()
+    return (_status_kb(pid, "VmHWM") - before) / 1024
 
 
 def main() -> None:
