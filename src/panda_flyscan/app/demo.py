@@ -9,6 +9,8 @@ summary read back from Tiled.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import logging
 import os
 import tempfile
 import time
@@ -97,9 +99,13 @@ def _demo_plan(
     )
 
 
+#: The demo's period without a detector (seconds).
+DEFAULT_PERIOD = 1e-3
+
+
 def run_demo(
     frames: int = 1000,
-    period: float = 1e-3,
+    period: float | None = None,
     exposure: float | None = None,
     *,
     plan: str = "time",
@@ -117,7 +123,11 @@ def run_demo(
     (HDF5 files and the Tiled catalog) go to ``data_dir`` (default: a new
     temporary directory), which is kept. ``detector`` adds the simulated area
     detector, triggered by the PandA (time and position plans; its exposure
-    plus 1 ms readout must fit in ``period``). Returns the run uid.
+    plus its readout must fit in ``period``; with no ``period`` one that fits
+    is picked). ``period`` defaults to :data:`DEFAULT_PERIOD`. Beside the
+    summary, a PNG of what was measured (positions and trigger times; a
+    montage of the detector's frames) is written to ``data_dir`` and its
+    path printed. Returns the run uid.
     """
     from bluesky import RunEngine
     from bluesky.run_engine import call_in_bluesky_event_loop
@@ -138,8 +148,12 @@ def run_demo(
             "--detector works with the time and position plans; the async plan's "
             "detectors run on their own clock"
         )
-    # Refuse impossible timing before starting anything (the plans check again).
-    seq_timing(frames, period, exposure if plan != "async" else None)
+    # Refuse impossible timing before starting anything (the plans check again);
+    # a detector's period, if not given, is picked once its readout is known.
+    pick_period = period is None and detector
+    if not pick_period:
+        period = DEFAULT_PERIOD if period is None else period
+        seq_timing(frames, period, exposure if plan != "async" else None)
     base = (
         Path(data_dir)
         if data_dir
@@ -169,8 +183,19 @@ def run_demo(
                 motor_pv=variables["MOTOR_PV"],
                 detector_prefix=variables["DETECTOR_PREFIX"],
             )
+            if period is None:
+                deadtime = call_in_bluesky_event_loop(
+                    _deadtime(bl.detectors["det"]), timeout=10
+                )
+                period = fitting_period(deadtime, exposure)
+                print(
+                    f"Period {period * 1e3:g} ms: fits det's {deadtime * 1e3:g} ms "
+                    "readout after the exposure (--period to choose another)"
+                )
+                seq_timing(frames, period, exposure)
             started = time.monotonic()
-            (uid,) = RE(_demo_plan(plan, bl, frames, period, exposure, detector))  # type: ignore[misc]
+            with _quiet_run_engine_log():
+                (uid,) = RE(_demo_plan(plan, bl, frames, period, exposure, detector))  # type: ignore[misc]
             wall = time.monotonic() - started
         finally:
             if writer.token is not None:
@@ -188,10 +213,81 @@ def run_demo(
         start = run.metadata["start"]
         stop = run.metadata["stop"]
         _print_summary(plan, uid, data, asset.path, start, stop, wall, tiled.uri)
+        picture = demo_png(data, start, stop, base / f"demo-{uid[:8]}.png")
+        print(f"  picture    : {picture}" if picture else _NO_MATPLOTLIB)
     print(f"Data kept in {base}; serve it again with:")
     print(f"  panda-flyscan tiled serve --data-dir {base / 'tiled'} \\")
     print(f"      --readable {panda_dir}")
     return uid
+
+
+_NO_MATPLOTLIB = (
+    "  picture    : none (matplotlib is missing: pip install 'panda-flyscan[view]')"
+)
+
+
+def fitting_period(deadtime: float, exposure: float | None) -> float:
+    """The shortest period, in whole 0.1 ms, that fits the exposure (given, or
+    half the period) and then ``deadtime``, with 5% to spare; at least
+    :data:`DEFAULT_PERIOD`."""
+    needed = 2 * deadtime if exposure is None else exposure + deadtime
+    step = 1e-4
+    # round() first: 2.1e-3 / 1e-4 is 21.000000000000004, not 21.
+    steps = float(np.ceil(round(needed * 1.05 / step, 6)))
+    return max(DEFAULT_PERIOD, round(steps * step, 9))
+
+
+async def _deadtime(det: Any) -> float:
+    _, deadtime = await det.get_trigger_deadtime()
+    return float(deadtime or 0.0)
+
+
+class _NoTraceback(logging.Filter):
+    """Drops the traceback the RunEngine logs with "Run aborted": the error
+    reaches the caller, which reports it (the command: its message alone)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+@contextlib.contextmanager
+def _quiet_run_engine_log() -> Iterator[None]:
+    from bluesky.log import logger
+
+    quiet = _NoTraceback()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
+def demo_png(data: Any, start: Any, stop: Any, path: Path) -> Path | None:
+    """A PNG of the run read back (``data``: the primary stream's Dataset):
+    each captured field against time or position and, for a detector, a
+    montage of its frames. None when matplotlib is not installed."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return None
+    from .view import Frame, LiveRun, montage, save_png
+
+    run = LiveRun(dict(start), stop=dict(stop))
+    images = []
+    for name, var in data.data_vars.items():
+        values = np.asarray(var)
+        if values.ndim == 1:
+            run.add_rows(str(name), 0, values)
+        elif values.ndim >= 3 and len(values):
+            tiled, picked = montage(values)
+            label = f"{name}: {len(picked)} of {len(values)} frames, evenly spaced"
+            images.append(Frame(label, -1, tiled))
+    picture = run.picture()
+    if images:
+        picture = dataclasses.replace(picture, frames=tuple(images))
+    return save_png(picture, path)
 
 
 async def _close_ca_channels() -> None:

@@ -20,9 +20,9 @@ import click
 @click.option(
     "--period",
     type=float,
-    default=1e-3,
-    show_default=True,
-    help="Seconds per frame (or per point, or per position sample).",
+    default=None,
+    help="Seconds per frame (or per point, or per position sample) [default: "
+    "1e-3; with --detector, the shortest that fits its readout].",
 )
 @click.option(
     "--exposure",
@@ -54,13 +54,14 @@ import click
     "--detector",
     is_flag=True,
     help="Add the simulated area detector, triggered by the PandA (time and "
-    "position plans; exposure + its 1 ms readout must fit in PERIOD).",
+    "position plans; exposure + its 1 ms readout must fit in PERIOD); the "
+    "picture shows a montage of its frames.",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def demo(
     plan: str,
     frames: int,
-    period: float,
+    period: float | None,
     exposure: float | None,
     data_dir: Path | None,
     prefix: str,
@@ -73,7 +74,7 @@ def demo(
     Starts the simulated beamline (PandA, the real PandABlocks-ioc, motor and
     area detector) and a local Tiled service; runs the plan with a RunEngine
     writing into Tiled; prints where the data is and a summary read back from
-    Tiled; stops what it started.
+    Tiled, and the path of a PNG of what was measured; stops what it started.
     """
     from ..demo import run_demo
 
@@ -92,3 +93,11 @@ def demo(
     # Bad arguments (PlanArgumentError is one) are refused before anything runs.
     except ValueError as err:
         raise click.UsageError(str(err)) from err
+    # Set-up problems (--attach without its environment, a server that does
+    # not start): the message alone, no traceback.
+    except RuntimeError as err:
+        raise click.ClickException(str(err)) from err
+    except Exception as err:  # a failed run: what failed, not where
+        raise click.ClickException(
+            f"the demo failed: {type(err).__name__}: {err}"
+        ) from err

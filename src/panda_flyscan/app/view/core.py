@@ -58,7 +58,8 @@ class MapImage:
 
 @dataclass(frozen=True)
 class Frame:
-    """The latest frame of a detector (``index``: its row in the stream)."""
+    """The latest frame of a detector (``index``: its row in the stream; -1
+    for an image of several, such as a montage)."""
 
     label: str
     index: int

@@ -32,7 +32,9 @@ def draw(picture: Picture, figure: Figure) -> None:
         m = picture.map
         images.append((f"{m.label} on the grid", m.grid, m.extent, m.axes))
     for frame in picture.frames:
-        images.append((f"{frame.label} (row {frame.index})", frame.image, None, None))
+        # A negative index: not one row (a montage, say).
+        label = frame.label if frame.index < 0 else f"{frame.label} (row {frame.index})"
+        images.append((label, frame.image, None, None))
     left: Any = figure
     right: Any = None
     if images:
@@ -53,12 +55,20 @@ def draw(picture: Picture, figure: Figure) -> None:
     if right is not None:
         axes = right.subplots(len(images), 1, squeeze=False)[:, 0]
         for ax, (label, image, extent, names) in zip(axes, images, strict=True):
+            values = np.asarray(image, dtype=float)
+            # Frames: a few bright pixels (the simulator's stamp, hot pixels)
+            # would flatten the rest, so scale to the 1st..99th percentile.
+            limits = (None, None)
+            if not names and np.isfinite(values).any():
+                limits = tuple(np.nanpercentile(values, [1, 99]))
             shown = ax.imshow(
-                np.ma.masked_invalid(np.asarray(image, dtype=float)),
+                np.ma.masked_invalid(values),
                 origin="lower" if names else "upper",
                 extent=extent,
-                aspect="auto",
+                aspect="auto" if names else "equal",
                 interpolation="nearest",
+                vmin=limits[0],
+                vmax=limits[1],
             )
             right.colorbar(shown, ax=ax)
             ax.set_title(label)
