@@ -39,7 +39,8 @@ Figures (each repeated; the table shows median, min, max and runs):
                     of a 4 x 50 grid against spec_scan, and their ratio
 \b
 --quick: N = 1e3 only, fewer rates and repeats, a 1e5-row read-back, a
-4 x 50 map (grid_scan 2 x 20): about 2 minutes on 2 cores. The full run takes about 10 minutes.
+4 x 50 map (grid_scan 2 x 20): about 2 minutes on 2 cores. The full run
+takes 6-10 minutes.
 """
 
 
