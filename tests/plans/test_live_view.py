@@ -16,7 +16,13 @@ from scanspec.specs import Fly, Line
 from view_helpers import assert_non_trivial_png
 
 from panda_flyscan.app.cli import main
-from panda_flyscan.app.view import LiveViewCallback, RowClock, png_path
+from panda_flyscan.app.view import (
+    LiveViewCallback,
+    RowClock,
+    Update,
+    live_lag,
+    png_path,
+)
 from panda_flyscan.plans import spec_scan, time_scan
 from panda_flyscan.storage import read_field
 
@@ -82,7 +88,9 @@ def test_live_view_lag_of_a_time_scan(flyscan: Any, tmp_path: Path) -> None:
     assert _assert_every_row(flyscan, uid, view, ["trigger_time", "x"]) == 3000
     report = view.lag(clock)
     assert report.rows == 3000
+    received = [Update(u.received, None, u.rows) for u in view.follower.updates]
     print(f"\ntime_scan 3000 rows at 1 kHz: {report}")
+    print(f"  of which to reception: {live_lag(received, clock.emitted)}")
 
 
 def test_view_command_plots_a_finished_run(flyscan: Any, tmp_path: Path) -> None:
