@@ -106,7 +106,10 @@ def test_outer_step_over_inner_fly_in_one_run(flyscan: Any) -> None:
     bl = flyscan.beamline
     x, z = bl.motor("x"), bl.motor("z")
     spec = Line(z, 0.5, 1.5, 3) * Fly(0.005 @ ~Line(x, 0.2, 0.7, 11))
+    speeds = [flyscan.run(m.velocity.get_value()) for m in (x, z)]
     (uid,) = flyscan.RE(spec_scan(bl.panda, spec))
+    # x flew at 10 mm/s and returned at its maximum; its VELO is put back.
+    assert [flyscan.run(m.velocity.get_value()) for m in (x, z)] == speeds
     rows = assert_tiled_matches_file(flyscan, uid, ["x", "z"])
     mid = _midpoints(spec)
     np.testing.assert_allclose(rows["x"], mid["x"], rtol=0, atol=COUNT + 1e-9)

@@ -72,6 +72,8 @@ class FlyRun:
     #: Also stopped on an error, abort or Ctrl-C (e.g. the motors ``drive``
     #: moves); each returns an awaitable.
     stop_on_error: list[Callable[[], Any]] = field(default_factory=list)
+    #: Run at the very end, whatever happened (e.g. motor speeds put back).
+    restore: Callable[[], MsgGenerator[None]] | None = None
     flush_period: float = FLUSH_PERIOD
 
 
@@ -139,6 +141,8 @@ def fly_run(run: FlyRun) -> MsgGenerator[str]:
 
     def cleanup() -> MsgGenerator[None]:
         yield from bps.unstage_all(*stageable)
+        if run.restore is not None:
+            yield from run.restore()
 
     # Before anything is staged or opened: a writer that cannot write is a
     # bad argument, not a failed run.

@@ -18,7 +18,6 @@ from bluesky.utils import MsgGenerator
 from ophyd_async.core import (
     AsyncStatus,
     DetectorTrigger,
-    FlyMotorInfo,
     StandardDetector,
     TriggerInfo,
     wait_for_value,
@@ -127,6 +126,9 @@ def spec_scan(
     )
     facts = yield from wait_for_awaitable(_read_facts(panda, motors, inencs))
     program = seq_program(path, facts, exposure=args.exposure)
+    velocities = yield from wait_for_awaitable(
+        asyncio.gather(*(a.velocity.get_value() for a in motors))
+    )
     capture_list = _axis_captures(capture_list, motors, inencs)
     _, capture_list = panda_defaults(panda, wiring, capture_list)
     frame = float(path.durations.min())
@@ -187,6 +189,15 @@ def spec_scan(
     )
     seq_logic = SeqFlyLogic(seq=panda.seq[wiring.seq])
     timeout = _patience(path, facts)
+    driver = _Driver(
+        path,
+        program,
+        panda,
+        handshake,
+        normal=dict(zip(motors, map(float, velocities), strict=True)),
+        fastest={a: f.max_velocity for a, f in facts.items()},
+        tolerance={a: abs(f.scale) / 4 for a, f in facts.items()},
+    )
     return (
         yield from fly_run(
             FlyRun(
@@ -206,11 +217,12 @@ def spec_scan(
                 flyers=[
                     flyer(seq_logic, program.info(), name=f"{panda.name}-{seq.lower()}")
                 ],
-                drive=lambda flush: _drive(path, motors, panda, handshake, flush),
+                drive=driver.drive,
                 stop_on_error=[
                     (lambda m=m: m.stop(success=False))  # type: ignore[misc]
                     for m in motors
                 ],
+                restore=driver.restore_velocities,
             )
         )
     )
@@ -389,120 +401,177 @@ def _start_metadata(
     }
 
 
-def _drive(
-    path: ScanPath,
-    motors: Mapping[Any, str],
-    panda: HDFPanda,
-    handshake: Any,
-    flush: Any,
-) -> MsgGenerator[None]:
-    """Move through the path's segments while the SEQ times the frames.
+class _Driver:
+    """Moves the motors through the path while the SEQ times the frames.
 
-    After a line's last frame (the flown axis' readback past the line's end)
-    the axes the next segment steps start moving, during the flown axis'
-    run-down: a turnaround then costs the longer of the two, not their sum.
+    Per line, only what the motor record needs: the flown axis at its
+    maximum speed to the run-up (skipped when already there: a snake's next
+    run-up is the last run-down), its VELO to the line's speed, a move to
+    the run-down end. Everything ophyd-async's ``Motor.prepare``/``kickoff``
+    would check again on every line (limits, speeds, nine reads, a sleep for
+    the run-up) was checked once before the run, and the SEQ, not the plan,
+    waits for the run-up. Stepped axes move at their own VELO through their
+    setpoints; after a line's last frame (the flown axis' readback past the
+    line's end, or PCAP's rows up to its last frame) the next segment's
+    stepped axes start, during the run-down:
+    a turnaround costs the longer of the two moves, not their sum.
     """
-    at: dict[Any, float] = {}
-    segments = path.segments
-    for index, segment in enumerate(segments):
-        group = f"spec-segment-{index}"
-        following = segments[index + 1] if index + 1 < len(segments) else None
-        if isinstance(segment, FlyLine):
-            axis: Any = segment.axis
-            yield from bps.prepare(
-                axis,
-                FlyMotorInfo(
-                    start_position=segment.start,
-                    end_position=segment.end,
-                    time_for_move=segment.time_for_move,
-                ),
-                group=group,
-            )
-            yield from _step_to(segment.fixed, at, group)
-            yield from bps.wait(group=group)
-            yield from bps.kickoff(axis, wait=True)
-            yield from bps.complete(axis, group=group)
-            ahead = _steps_of(following, at, skip=axis)
-            if ahead:
-                passed = f"{group}-passed"
-                bound = segment.time_for_move + 2 * _ACCL_BOUND
-                watch = _Passes(axis, segment.end, segment.direction, bound)
-                yield from bps.trigger(watch, group=passed)
-                yield from _wait_flushing(passed, flush)
-                # In the next segment's group: it waits for them, and this
-                # axis' next prepare overlaps their moves.
-                yield from _step_to(ahead, at, f"spec-segment-{index + 1}")
-            yield from _wait_flushing(group, flush)
-            at.pop(axis, None)  # where the run-down ended: not a set point
-        else:
-            assert isinstance(segment, Point)
-            yield from _step_to(segment.positions, at, group)
-            yield from bps.wait(group=group)
-            # The SEQ waits for BITA low then high: lower it, raise it.
-            yield from bps.abs_set(handshake, 0, wait=True)
-            yield from bps.abs_set(handshake, 1, wait=True)
-            target = segment.first + segment.num
-            # Rows reach the IOC's file within a data flush; then move on.
-            patience = segment.num * segment.duration + 30.0
-            yield from bps.wait_for(
-                [
-                    lambda t=target, p=patience: wait_for_value(
-                        panda.data.num_captured, lambda n: n >= t, timeout=p
-                    )
-                ]
-            )
-            yield from flush()
 
+    def __init__(
+        self,
+        path: ScanPath,
+        program: SeqProgram,
+        panda: HDFPanda,
+        handshake: Any,
+        *,
+        normal: dict[Any, float],
+        fastest: dict[Any, float],
+        tolerance: dict[Any, float],
+    ) -> None:
+        self.path, self.panda, self.handshake = path, panda, handshake
+        self.motions = {m.line.first: m for m in program.motions}
+        self.normal, self.fastest, self.tolerance = normal, fastest, tolerance
+        #: Where each axis was last sent (None: unknown), and its VELO.
+        self.at: dict[Any, float] = {}
+        self.velo: dict[Any, float] = dict(normal)
 
-def _steps_of(
-    segment: FlyLine | Point | None, at: Mapping[Any, float], skip: Any
-) -> dict[Any, float]:
-    """What ``segment`` will step (other than ``skip``, still flying)."""
-    if segment is None:
-        return {}
-    wanted = segment.fixed if isinstance(segment, FlyLine) else segment.positions
-    return {a: p for a, p in wanted.items() if a is not skip and at.get(a) != p}
+    def drive(self, flush: Any) -> MsgGenerator[None]:
+        """Plan stub: every segment in order (``flush`` collects)."""
+        segments = self.path.segments
+        for index, segment in enumerate(segments):
+            group = f"spec-segment-{index}"
+            following = segments[index + 1] if index + 1 < len(segments) else None
+            if isinstance(segment, FlyLine):
+                yield from self._fly(segment, group, following, flush)
+            else:
+                assert isinstance(segment, Point)
+                yield from self._point(segment, group, flush)
+
+    def restore_velocities(self) -> MsgGenerator[None]:
+        """Plan stub: each axis' VELO back to what it was before the scan."""
+        for axis, velocity in self.normal.items():
+            if self.velo.get(axis) != velocity:
+                yield from bps.abs_set(axis.velocity, velocity, wait=True)
+                self.velo[axis] = velocity
+
+    def _fly(
+        self, line: FlyLine, group: str, following: Any, flush: Any
+    ) -> MsgGenerator[None]:
+        axis: Any = line.axis
+        motion = self.motions[line.first]
+        here = self.at.get(axis)
+        if here is None or abs(here - motion.run_up) > self.tolerance[axis]:
+            yield from self._velocity(axis, self.fastest[axis])
+            yield from bps.abs_set(axis.user_setpoint, motion.run_up, group=group)
+            self.at[axis] = motion.run_up
+        yield from self._step_to(line.fixed, group)
+        yield from bps.wait(group=group)
+        yield from self._velocity(axis, motion.velocity)
+        yield from bps.abs_set(axis.user_setpoint, motion.run_down, group=group)
+        self.at[axis] = motion.run_down
+        ahead = self._steps_of(following, skip=axis)
+        if ahead:
+            passed = f"{group}-passed"
+            bound = line.time_for_move + 2 * _ACCL_BOUND
+            watch = _LineDone(self.panda, line, bound)
+            yield from bps.trigger(watch, group=passed)
+            yield from _wait_flushing(passed, flush)
+            # In the next segment's group: it waits for them, and this axis'
+            # repositioning overlaps their moves.
+            index = self.path.segments.index(following)
+            yield from self._step_to(ahead, f"spec-segment-{index}")
+        yield from _wait_flushing(group, flush)
+
+    def _point(self, point: Point, group: str, flush: Any) -> MsgGenerator[None]:
+        yield from self._step_to(point.positions, group)
+        yield from bps.wait(group=group)
+        # The SEQ waits for BITA low then high: lower it, raise it.
+        yield from bps.abs_set(self.handshake, 0, wait=True)
+        yield from bps.abs_set(self.handshake, 1, wait=True)
+        target = point.first + point.num
+        # Rows reach the IOC's file within a data flush; then move on.
+        patience = point.num * point.duration + 30.0
+        captured = self.panda.data.num_captured
+        yield from bps.wait_for(
+            [lambda: wait_for_value(captured, lambda n: n >= target, timeout=patience)]
+        )
+        yield from flush()
+
+    def _velocity(self, axis: Any, velocity: float) -> MsgGenerator[None]:
+        if self.velo.get(axis) != velocity:
+            yield from bps.abs_set(axis.velocity, velocity, wait=True)
+            self.velo[axis] = velocity
+
+    def _step_to(
+        self, positions: Mapping[Any, float], group: str
+    ) -> MsgGenerator[None]:
+        """Move the axes not already at their positions, at their own VELO."""
+        for axis, position in positions.items():
+            if self.at.get(axis) != position:
+                yield from self._velocity(axis, self.normal[axis])
+                yield from bps.abs_set(axis.user_setpoint, position, group=group)
+                self.at[axis] = position
+
+    def _steps_of(self, segment: Any, skip: Any) -> dict[Any, float]:
+        """What ``segment`` will step (other than ``skip``, still flying)."""
+        if segment is None:
+            return {}
+        wanted = segment.fixed if isinstance(segment, FlyLine) else segment.positions
+        return {
+            a: p for a, p in wanted.items() if a is not skip and self.at.get(a) != p
+        }
 
 
 #: Longer than any acceleration time, for the bound on a line's wait.
 _ACCL_BOUND = 30.0
 
 
-class _Passes:
-    """Triggered: done once ``motor``'s readback is past ``position`` going
-    ``direction`` (the line's frames are over), within a generous bound."""
+class _LineDone:
+    """Triggered: done once a line's frames are over, by whichever says so
+    first: PCAP's row count in the IOC's file reaching the line's last frame
+    (a few ms behind), or the flown motor's readback past the line's end (the
+    motor record's poll behind: up to 50 ms on the simulated one, 100 ms is
+    common). Either alone suffices; both are bounded by ``timeout``."""
 
     parent = None
 
-    def __init__(
-        self, motor: Any, position: float, direction: int, timeout: float
-    ) -> None:
-        self.name = f"{motor.name}-passes"
-        self._readback = motor.user_readback
-        self._position, self._direction = position, direction
-        self._timeout = timeout
+    def __init__(self, panda: HDFPanda, line: FlyLine, timeout: float) -> None:
+        axis: Any = line.axis
+        self.name = f"{axis.name}-line-done"
+        self._readback = axis.user_readback
+        self._captured = panda.data.num_captured
+        self._line, self._timeout = line, timeout
 
     def trigger(self) -> AsyncStatus:
+        line = self._line
+        rows = line.first + line.num
+
         def past(value: float) -> bool:
-            return (value - self._position) * self._direction >= 0
+            return (value - line.end) * line.direction >= 0
 
-        return AsyncStatus(wait_for_value(self._readback, past, timeout=self._timeout))
+        async def either() -> None:
+            waits = [
+                asyncio.ensure_future(wait_for_value(self._readback, past, None)),
+                asyncio.ensure_future(
+                    wait_for_value(self._captured, lambda n: n >= rows, None)
+                ),
+            ]
+            try:
+                done, _ = await asyncio.wait(
+                    waits, timeout=self._timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
+                    raise TimeoutError(
+                        f"the line at frame {line.first} did not end within "
+                        f"{self._timeout:g} s"
+                    )
+                for task in done:
+                    task.result()
+            finally:
+                for task in waits:
+                    task.cancel()
 
-
-def _step_to(
-    positions: Mapping[Any, float], at: dict[Any, float], group: str
-) -> MsgGenerator[None]:
-    """Move the axes not already at their positions, in ``group``.
-
-    Through the motor record's setpoint: its limits were checked before the
-    run (seq_program), and the Motor's own ``set`` would read seven fields
-    again for every move, about 10 ms a line on the turnaround.
-    """
-    for axis, position in positions.items():
-        if at.get(axis) != position:
-            target = getattr(axis, "user_setpoint", axis)
-            yield from bps.abs_set(target, position, group=group)
-            at[axis] = position
+        return AsyncStatus(either())
 
 
 def _wait_flushing(group: str, flush: Any, period: float = 0.5) -> MsgGenerator[None]:
