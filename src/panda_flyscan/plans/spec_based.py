@@ -72,11 +72,13 @@ def spec_scan(
     How each part of the path runs (:mod:`.scan_path`):
 
     * lines inside ``Fly`` on which one axis moves: that motor flies through
-      the frames' bounds at constant velocity (ophyd-async fly motion: run-up,
-      line, run-down); the first frame is position-triggered by the SEQ
-      comparing the axis' encoder, the rest are timed; snaked lines run
-      backwards. Axes that do not move in the line (an outer ``Line(y)``)
-      step to their position during the turnaround.
+      the frames' bounds at constant velocity (run-up, line, run-down, as
+      ophyd-async's fly motion, with the motor record's VELO and setpoint);
+      the first frame is position-triggered by the SEQ comparing the axis'
+      encoder, the rest are timed; snaked lines run backwards. Axes that do
+      not move in the line (an outer ``Line(y)``) step to their position
+      during the turnaround, starting as soon as the previous line's frames
+      are over. Motor speeds are put back at the end.
     * frames outside ``Fly`` (an outer step scan: ``Line(z) * Fly(...)``,
       or ``0.1 @ Line(x)`` alone), and paths on which two axes move at once
       (``Spiral``, a ``Zip`` of lines): point by point, the motors move and
