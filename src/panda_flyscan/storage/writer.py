@@ -8,8 +8,9 @@ store a run, subscribe a :class:`DurableTiledWriter` to a RunEngine.
 * On the RunEngine's thread, each document is appended to the run's journal
   on local disk (:mod:`.journal`) and queued: microseconds, never HTTP.
 * A background thread feeds queued documents to the TiledWriter and flushes
-  its buffers every ``flush_interval`` (0.5 s): events are readable in Tiled
-  about a second after they happen, at about the batched cost.
+  its buffers every ``flush_interval`` (0.2 s, so a live view can follow
+  within a second): events are readable in Tiled well under a second after
+  the RunEngine emits them, at about the batched cost.
 * At the stop document the RunEngine waits (at most ``stop_timeout``) until
   the run is in Tiled, so ``client[uid]`` works as soon as ``RE(...)``
   returns.
@@ -101,7 +102,8 @@ class DurableTiledWriter:
         Where documents are journaled (default: the user data directory,
         :func:`.config.default_journal_dir`).
     flush_interval:
-        Seconds between writes to Tiled during a run.
+        Seconds between writes to Tiled during a run (a request per table or
+        external array that grew).
     stop_timeout:
         Seconds the RunEngine waits at a stop document for the run to be in
         Tiled. If it is not by then (a slow or dead server), the RunEngine
@@ -119,7 +121,7 @@ class DurableTiledWriter:
         client: Any,
         *,
         journal_dir: str | Path | None = None,
-        flush_interval: float = 0.5,
+        flush_interval: float = 0.2,
         stop_timeout: float = 10.0,
         keep_written: bool = True,
         writer_kwargs: dict[str, Any] | None = None,
