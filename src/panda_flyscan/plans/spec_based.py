@@ -35,7 +35,7 @@ from .arguments import (
     panda_defaults,
 )
 from .errors import PlanArgumentError
-from .fly_run import FlyRun, fly_run, flyer
+from .fly_run import FLUSH_PERIOD, FlyRun, fly_run, flyer
 from .prechecks import check_blocks, check_panda_settings
 from .scan_path import FlyLine, Point, ScanPath, scan_path
 from .seq_program import AxisFacts, SeqProgram, seq_program
@@ -576,7 +576,9 @@ class _LineDone:
         return AsyncStatus(either())
 
 
-def _wait_flushing(group: str, flush: Any, period: float = 0.5) -> MsgGenerator[None]:
+def _wait_flushing(
+    group: str, flush: Any, period: float = FLUSH_PERIOD
+) -> MsgGenerator[None]:
     while not (
         yield from bps.wait(group=group, timeout=period, error_on_timeout=False)
     ):
