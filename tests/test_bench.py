@@ -382,7 +382,7 @@ def test_map_ideal_time_of_the_issues_snake() -> None:
     slower = replace(timing, fast_reposition=0.5)
     assert slower.between_lines == pytest.approx(0.6)
     assert slower.ideal == pytest.approx(10.0 + 4.0 + 19 * 0.5)
-    run = MapRun(uid="u", wall=16.0, kickoffs=[0.3, 1.1, 1.8], line_end=15.0)
+    run = MapRun(uid="u", wall=16.0, starts=[0.3, 1.1, 1.8], line_end=15.0)
     assert run.overheads(timing) == pytest.approx(
         [0.8 - timing.line_period, 0.7 - timing.line_period]
     )

@@ -7,12 +7,13 @@ time is compared with :meth:`MapTiming.ideal`, what the motors themselves
 need: the frames plus each line's turnaround, from the motors' VELO and
 ACCL (the motor record reaches VELO in ACCL seconds, a trapezoid; a move too
 short to reach VELO is a triangle, :func:`move_time`). What ``spec_scan``
-does per line (``spec_based._drive``): kick x off (its run-up, ACCL_x); fly
-the line (points x frame); once x's readback is past the line's end, start
-y's step to the next line, during x's run-down (ACCL_x); after the run-down,
-prepare x (at VMAX to the next run-up start, which for a snake at one speed
-is where the run-down ended: no move); when y and x are both there, the next
-kickoff. So the period between consecutive x kickoffs is ideally::
+does per line (``spec_based._Driver``): send x to the line's run-down end
+(its run-up, ACCL_x, then the line, points x frame); once the line's frames
+are over (PCAP's rows or x's readback), start y's step to the next line,
+during x's run-down (ACCL_x); after the run-down, x to the next run-up start
+at VMAX (for a snake at one speed, where the run-down ended: no move); when
+y and x are both there, the next line starts. So the period between
+consecutive line starts is ideally::
 
     between     = max(ACCL_x + x's repositioning (0 here),
                       move_time(dy, VELO_y, ACCL_y))
@@ -21,8 +22,8 @@ kickoff. So the period between consecutive x kickoffs is ideally::
                   + (lines - 1) x (between - ACCL_x)
 
 (the first line has no step before it, the last one no step after it). The
-plan's added overhead per line is the measured kickoff-to-kickoff period
-minus the ideal line period.
+plan's added overhead per line is the measured start-to-start period minus
+the ideal line period.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from panda_flyscan.app.bench.plans_bench import MessageClock, reset_motors, step_plan
+from panda_flyscan.app.bench.plans_bench import reset_motors, step_plan
 from panda_flyscan.app.bench.stats import format_count, format_rate, pairwise_ratio
 
 if TYPE_CHECKING:
@@ -116,7 +117,8 @@ class MapTiming:
 
     @property
     def line_period(self) -> float:
-        """Ideal time from one x kickoff to the next (s)."""
+        """Ideal time from one line start (x sent to its run-down end) to the
+        next (s)."""
         return self.line_time + self.turnaround
 
     @property
@@ -134,8 +136,8 @@ class MapRun:
 
     uid: str
     wall: float
-    #: Each x kickoff message.
-    kickoffs: list[float]
+    #: Each line's start: x sent to its run-down end.
+    starts: list[float]
     #: The first message after the last line's run-down was waited for.
     line_end: float
     #: The close_run message (after the PandA's and det's complete and the
@@ -143,10 +145,8 @@ class MapRun:
     close_run: float = 0.0
 
     def overheads(self, timing: MapTiming) -> list[float]:
-        """Per line: measured kickoff-to-kickoff period - ideal line period (s)."""
-        periods = [
-            b - a for a, b in zip(self.kickoffs, self.kickoffs[1:], strict=False)
-        ]
+        """Per line: measured start-to-start period - ideal line period (s)."""
+        periods = [b - a for a, b in zip(self.starts, self.starts[1:], strict=False)]
         return [p - timing.line_period for p in periods]
 
 
@@ -172,7 +172,7 @@ def _spec(bl: Any, lines: int, points: int, frame: float) -> Any:
 
 def fly_map(s: Suite, lines: int, points: int, frame: float) -> MapRun:
     """``spec_scan`` of the snake map with det into Tiled, timed by a
-    MessageClock; the rows are checked in Tiled."""
+    message hook; the rows are checked in Tiled."""
     from panda_flyscan.plans import spec_scan
     from panda_flyscan.storage import read_field
 
@@ -181,32 +181,43 @@ def fly_map(s: Suite, lines: int, points: int, frame: float) -> MapRun:
     RE: Any = ctx.RE  # plain calls: its result is the uid tuple
     reset_motors(RE, bl, {"x": 0.0, "y": 0.0})
     spec = _spec(bl, lines, points, frame)
-    clock = MessageClock()
+    marks: list[tuple[float, str, str, str | None]] = []
+
+    def hook(msg: Any) -> None:
+        obj = getattr(msg.obj, "name", "") if msg.obj is not None else ""
+        marks.append((time.perf_counter(), msg.command, obj, msg.kwargs.get("group")))
+
     with ctx.writing():
-        RE.msg_hook = clock
+        RE.msg_hook = hook
         try:
             started = time.perf_counter()
             (uid,) = RE(spec_scan(bl.panda, spec, detectors=[bl.detectors["det"]]))
             wall = time.perf_counter() - started
         finally:
             RE.msg_hook = None
-    marks = clock.marks
-    kickoffs = [
-        t - started for t, cmd, name in marks if (cmd, name) == ("kickoff", "x")
-    ]
+    # A line starts with x's move to its run-down end: the last x setpoint
+    # write in its segment's group (an earlier one is a repositioning).
+    starts: dict[str, float] = {}
+    for t, cmd, name, group in marks:
+        if (cmd, name) == ("set", "x-user_setpoint") and group:
+            starts[group] = t - started
+    line_starts = list(starts.values())
+    last_group = list(starts)[-1]
     last = max(
-        i for i, (_, cmd, name) in enumerate(marks) if (cmd, name) == ("complete", "x")
+        i
+        for i, (_, cmd, _, group) in enumerate(marks)
+        if cmd == "wait" and group == last_group
     )
-    line_end = next(t for t, cmd, _ in marks[last + 1 :] if cmd != "wait") - started
-    assert len(kickoffs) == lines, f"{len(kickoffs)} x kickoffs for {lines} lines"
+    line_end = next(t for t, cmd, _, _ in marks[last + 1 :] if cmd != "wait") - started
+    assert len(line_starts) == lines, f"{len(line_starts)} line starts, {lines} lines"
     for axis in ("x", "y"):
         rows = len(read_field(ctx.client, uid, "primary", axis))
         assert rows == lines * points, (
             f"{rows} {axis} rows in Tiled for {lines * points}"
         )
-    close = next(t for t, cmd, _ in marks if cmd == "close_run") - started
+    close = next(t for t, cmd, _, _ in marks if cmd == "close_run") - started
     return MapRun(
-        uid=uid, wall=wall, kickoffs=kickoffs, line_end=line_end, close_run=close
+        uid=uid, wall=wall, starts=line_starts, line_end=line_end, close_run=close
     )
 
 
@@ -315,13 +326,13 @@ def map_scan(s: Suite) -> None:
         f"spec_scan map: added per line, median "
         f"(ideal period {timing.line_period * 1e3:.0f} ms)",
         "ms",
-        note="x kickoff to next x kickoff - (points x frame + turnaround)",
+        note="line start to next line start - (points x frame + turnaround)",
     )
     worst = s.figure(
         "map.line.overhead.max", "map", "spec_scan map: added per line, max", "ms"
     )
     start = s.figure(
-        "map.fixed.start", "map", "spec_scan map: call -> first x kickoff", "ms"
+        "map.fixed.start", "map", "spec_scan map: call -> first line start", "ms"
     )
     end = s.figure(
         "map.fixed.end", "map", "spec_scan map: last line's end -> return", "ms"
@@ -334,7 +345,7 @@ def map_scan(s: Suite) -> None:
         per_frame.add(run.wall / (lines * points * frame))
         median.add(statistics.median(extra))
         worst.add(max(extra))
-        start.add(run.kickoffs[0] * 1e3)
+        start.add(run.starts[0] * 1e3)
         end.add((run.wall - run.line_end) * 1e3)
         # Where the end goes: to close_run (complete, collect), then the
         # writer's wait at the stop and unstaging.
