@@ -43,6 +43,25 @@ def test_demo_with_detector_picks_a_period_and_draws_its_frames(
     assert_non_trivial_png(Path(png))
 
 
+def test_demo_map_is_one_spec_scan_run_drawn_as_a_map(beamline, tmp_path: Path) -> None:
+    args = ["demo", "--attach", "--plan", "map", "--frames", "200", "--detector"]
+    result = CliRunner().invoke(
+        main, [*args, "--no-progress", "--data-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "(spec_scan, exit status success)" in result.output
+    assert "read back  : 200 rows of det, trigger_time, x, y" in result.output
+    assert "map        : 10 x 20 (snaked [False, True])" in result.output
+    # Frames within a line exactly one period apart (the period picked: 2.1 ms).
+    assert "2100.000 us mean, 0.0 ns peak-to-peak (within lines)" in result.output
+    [png] = re.findall(r"picture    : (\S+)", result.output)
+    assert_non_trivial_png(Path(png))
+    # A map that is not whole lines is refused before anything starts.
+    bad = CliRunner().invoke(main, ["demo", "--plan", "map", "--frames", "205"])
+    assert bad.exit_code != 0
+    assert "--frames must be a multiple of 10, at least 20, got 205" in bad.output
+
+
 def test_demo_error_in_the_run_is_its_message_alone(beamline, tmp_path: Path) -> None:
     """A period too short for the detector, found by the plan once it runs:
     the message, no traceback (the RunEngine logs one by default)."""

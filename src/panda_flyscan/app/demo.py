@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 
 #: The plans the demo can run.
-DEMO_PLANS = ("time", "position", "async")
+DEMO_PLANS = ("time", "position", "async", "map")
+#: Lines of the map plan.
+MAP_LINES = 10
 
 
 #: What the demo needs to find the simulated beamline's devices.
@@ -67,13 +69,26 @@ def _demo_plan(
     exposure: float | None,
     detector: bool,
 ):
-    from ..plans import async_scan, position_scan, time_scan
+    from ..plans import async_scan, position_scan, spec_scan, time_scan
 
     md = {"purpose": "panda-flyscan demo"}
     dets = [bl.detectors["det"]] if detector else []
     if kind == "time":
         return time_scan(bl.panda, frames, period, exposure, detectors=dets, md=md)
     x = bl.motor("x")
+    if kind == "map":
+        from scanspec.specs import Fly, Line
+
+        points = frames // MAP_LINES
+        y = bl.motor("y")
+        spec = Fly(
+            period
+            @ (
+                Line(y, 0.0, 0.01 * (MAP_LINES - 1), MAP_LINES)
+                * ~Line(x, 0.0, 0.01 * (points - 1), points)
+            )
+        )
+        return spec_scan(bl.panda, spec, detectors=dets, exposure=exposure, md=md)
     # 1 um counts: frames points 10 um apart, flown in frames*period seconds.
     stop = (frames - 1) * 0.01
     if kind == "position":
@@ -118,8 +133,10 @@ def run_demo(
     """Run a flyscan on the simulated beamline into Tiled; print a summary.
 
     ``plan`` is ``time`` (``frames`` frames every ``period`` s), ``position``
-    (``frames`` points 10 um apart, flown at 10 um per ``period``) or
-    ``async`` (the same motion, the PandA sampling every ``period``). Data
+    (``frames`` points 10 um apart, flown at 10 um per ``period``),
+    ``async`` (the same motion, the PandA sampling every ``period``) or
+    ``map`` (:data:`MAP_LINES` lines of ``frames / MAP_LINES`` such points,
+    snaked, y stepped 10 um between lines, by ``spec_scan``). Data
     (HDF5 files and the Tiled catalog) go to ``data_dir`` (default: a new
     temporary directory), which is kept. ``detector`` adds the simulated area
     detector, triggered by the PandA (time and position plans; its exposure
@@ -143,6 +160,11 @@ def run_demo(
 
     if plan not in DEMO_PLANS:
         raise ValueError(f"plan must be one of {', '.join(DEMO_PLANS)}, got {plan!r}")
+    if plan == "map" and (frames % MAP_LINES or frames < 2 * MAP_LINES):
+        raise ValueError(
+            f"the map plan flies {MAP_LINES} lines: --frames must be a multiple of "
+            f"{MAP_LINES}, at least {2 * MAP_LINES}, got {frames}"
+        )
     if detector and plan == "async":
         raise ValueError(
             "--detector works with the time and position plans; the async plan's "
@@ -331,11 +353,21 @@ def _print_summary(
     )
     if len(t) > 1:
         spacing = np.diff(t)
+        if "shape" in start:  # a map: frames within each line, not turnarounds
+            points = int(start["shape"][-1])
+            spacing = np.diff(t.reshape(-1, points), axis=1).ravel()
         print(
             f"  trigger_time spacing: {spacing.mean() * 1e6:.3f} us mean, "
             f"{np.ptp(spacing) * 1e9:.1f} ns peak-to-peak"
+            + (" (within lines)" if "shape" in start else "")
         )
     print(f"  x (mm)     : {x.min():.3f} .. {x.max():.3f}")
+    if "shape" in start:
+        y = np.asarray(data["y"])
+        print(
+            f"  map        : {' x '.join(map(str, start['shape']))} (snaked "
+            f"{start['snaking']}), y (mm) {y.min():.3f} .. {y.max():.3f}"
+        )
     if "det" in data.data_vars:
         _print_detector_summary(np.asarray(data["det"]), x)
     planned = start.get("num_points", len(t)) * start["plan_args"].get(

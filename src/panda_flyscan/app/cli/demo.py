@@ -10,11 +10,13 @@ import click
 @click.command()
 @click.option(
     "--plan",
-    type=click.Choice(["time", "position", "async"]),
+    type=click.Choice(["time", "position", "async", "map"]),
     default="time",
     show_default=True,
     help="time: FRAMES frames every PERIOD; position: FRAMES points 10 um apart, "
-    "flown at 10 um per PERIOD; async: that motion, positions sampled every PERIOD.",
+    "flown at 10 um per PERIOD; async: that motion, positions sampled every "
+    "PERIOD; map: a 2-D snake of 10 lines of FRAMES/10 points (x flown, y "
+    "stepped 10 um), one spec_scan run.",
 )
 @click.option("--frames", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option(
