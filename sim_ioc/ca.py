@@ -45,13 +45,12 @@ from caproto import (
 )
 from caproto.asyncio.server import Context
 
-
 __all__ = [
     "Deferred",
-    "Server",
     "Hooked",
     "PutHandler",
     "PutRefused",
+    "Server",
     "boolean",
     "double",
     "enum",
