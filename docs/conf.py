@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 
 from sphinx.application import Sphinx
@@ -52,6 +53,14 @@ nb_execution_timeout = 300
 # The tutorials' working directory is their own folder (tutorials/); each
 # makes its data directories under a temporary directory of its own.
 nb_execution_in_temp = False
+# The kernel "python3" is this Python: its kernelspec first on Jupyter's path,
+# ahead of any user's or system's own "python3" (jupyter_client runs a
+# kernelspec whose argv starts with "python" with sys.executable).
+os.environ["JUPYTER_PATH"] = os.pathsep.join(
+    p
+    for p in (str(Path(sys.prefix, "share", "jupyter")), os.environ.get("JUPYTER_PATH"))
+    if p
+)
 nb_merge_streams = True
 # stderr is noise on a page: Tiled's progress bars, pvxs' remote log lines,
 # the IOC's warnings. Errors are error outputs, not stderr, and still fail
