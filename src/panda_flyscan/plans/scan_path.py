@@ -160,9 +160,10 @@ def scan_path(spec: Spec[Any]) -> ScanPath:
     gap[0] = True
     starts = np.flatnonzero(gap)
     ends = np.append(starts[1:], len(gap))
+    cutter = _Frames(axes, lower, upper, mid, durations)
     segments: list[Segment] = []
     for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-        segments.extend(_cut(s, e, axes, lower, upper, mid, durations))
+        segments.extend(cutter.cut(s, e))
     return ScanPath(
         spec=spec,
         axes=axes,
@@ -174,91 +175,82 @@ def scan_path(spec: Spec[Any]) -> ScanPath:
     )
 
 
-def _cut(
-    s: int,
-    e: int,
-    axes: Sequence[Any],
-    lower: dict[Any, np.ndarray],
-    upper: dict[Any, np.ndarray],
-    mid: dict[Any, np.ndarray],
-    durations: np.ndarray,
-) -> list[Segment]:
-    """Frames ``s..e-1`` (no gap between them) as segments."""
-    moving = [
-        a
-        for a in axes
-        if np.any(lower[a][s:e] != upper[a][s:e]) or np.ptp(mid[a][s:e]) > 0
-    ]
-    if len(moving) == 1:
-        return _fly_runs(s, e, moving[0], axes, lower, upper, mid, durations)
-    # Standing still (a step dimension), or several axes at once: points,
-    # consecutive frames at the same place (and duration) merged.
-    points: list[Segment] = []
-    i = s
-    while i < e:
-        j = i + 1
-        while (
-            j < e
-            and all(mid[a][j] == mid[a][i] for a in axes)
-            and durations[j] == durations[i]
-        ):
-            j += 1
-        points.append(
-            Point(
-                first=i,
-                num=j - i,
-                positions={a: float(mid[a][i]) for a in axes},
-                duration=float(durations[i]),
-            )
+@dataclass(frozen=True)
+class _Frames:
+    """The path's frames as arrays, per axis, with the cutting helpers."""
+
+    axes: Sequence[Any]
+    lower: dict[Any, np.ndarray]
+    upper: dict[Any, np.ndarray]
+    mid: dict[Any, np.ndarray]
+    durations: np.ndarray
+
+    def point(self, i: int, j: int) -> Point:
+        """Frames ``i..j-1``, standing still at frame ``i``'s midpoints."""
+        return Point(
+            first=i,
+            num=j - i,
+            positions={a: float(self.mid[a][i]) for a in self.axes},
+            duration=float(self.durations[i]),
         )
-        i = j
-    return points
 
+    def cut(self, s: int, e: int) -> list[Segment]:
+        """Frames ``s..e-1`` (no gap between them) as segments."""
+        lower, upper, mid = self.lower, self.upper, self.mid
+        moving = [
+            a
+            for a in self.axes
+            if np.any(lower[a][s:e] != upper[a][s:e]) or np.ptp(mid[a][s:e]) > 0
+        ]
+        if len(moving) == 1:
+            return self._fly_runs(s, e, moving[0])
+        # Standing still (a step dimension), or several axes at once: points,
+        # consecutive frames at the same place (and duration) merged.
+        points: list[Segment] = []
+        i = s
+        while i < e:
+            j = i + 1
+            while (
+                j < e
+                and all(mid[a][j] == mid[a][i] for a in self.axes)
+                and self.durations[j] == self.durations[i]
+            ):
+                j += 1
+            points.append(self.point(i, j))
+            i = j
+        return points
 
-def _fly_runs(
-    s: int,
-    e: int,
-    axis: Any,
-    axes: Sequence[Any],
-    lower: dict[Any, np.ndarray],
-    upper: dict[Any, np.ndarray],
-    mid: dict[Any, np.ndarray],
-    durations: np.ndarray,
-) -> list[Segment]:
-    """Frames ``s..e-1`` on which only ``axis`` moves, as lines of constant
-    velocity (cut where the width, direction or duration changes)."""
-    width = upper[axis][s:e] - lower[axis][s:e]
-    runs: list[Segment] = []
-    i = s
-    while i < e:
-        j = i + 1
-        while (
-            j < e
-            and np.isclose(width[j - s], width[i - s], rtol=_RTOL, atol=0)
-            and np.isclose(durations[j], durations[i], rtol=_RTOL, atol=0)
-            and lower[axis][j] == upper[axis][j - 1]
-        ):
-            j += 1
-        if width[i - s] == 0:  # a frame standing still within a flown segment
-            runs.append(
-                Point(
-                    i,
-                    j - i,
-                    {a: float(mid[a][i]) for a in axes},
-                    float(durations[i]),
+    def _fly_runs(self, s: int, e: int, axis: Any) -> list[Segment]:
+        """Frames ``s..e-1`` on which only ``axis`` moves, as lines of constant
+        velocity (cut where the width, direction or duration changes)."""
+        lower, upper, durations = self.lower[axis], self.upper[axis], self.durations
+        width = upper[s:e] - lower[s:e]
+        runs: list[Segment] = []
+        i = s
+        while i < e:
+            j = i + 1
+            while (
+                j < e
+                and np.isclose(width[j - s], width[i - s], rtol=_RTOL, atol=0)
+                and np.isclose(durations[j], durations[i], rtol=_RTOL, atol=0)
+                and lower[j] == upper[j - 1]
+            ):
+                j += 1
+            if width[i - s] == 0:  # a frame standing still within a flown segment
+                runs.append(self.point(i, j))
+            else:
+                runs.append(
+                    FlyLine(
+                        first=i,
+                        num=j - i,
+                        axis=axis,
+                        start=float(lower[i]),
+                        end=float(upper[j - 1]),
+                        duration=float(durations[i]),
+                        fixed={
+                            a: float(self.mid[a][i]) for a in self.axes if a is not axis
+                        },
+                    )
                 )
-            )
-        else:
-            runs.append(
-                FlyLine(
-                    first=i,
-                    num=j - i,
-                    axis=axis,
-                    start=float(lower[axis][i]),
-                    end=float(upper[axis][j - 1]),
-                    duration=float(durations[i]),
-                    fixed={a: float(mid[a][i]) for a in axes if a is not axis},
-                )
-            )
-        i = j
-    return runs
+            i = j
+        return runs

@@ -74,6 +74,8 @@ class AxisFacts:
     max_velocity: float
     acceleration_time: float
     limits: tuple[float, float] | None
+    #: The motor's VELO when the scan starts (its own speed for steps).
+    velocity: float = 0.0
 
     def counts(self, position: float) -> float:
         """Encoder counts at ``position`` (not rounded)."""

@@ -128,9 +128,6 @@ def spec_scan(
     )
     facts = yield from wait_for_awaitable(_read_facts(panda, motors, inencs))
     program = seq_program(path, facts, exposure=args.exposure)
-    velocities = yield from wait_for_awaitable(
-        asyncio.gather(*(a.velocity.get_value() for a in motors))
-    )
     capture_list = _axis_captures(capture_list, motors, inencs)
     _, capture_list = panda_defaults(panda, wiring, capture_list)
     frame = float(path.durations.min())
@@ -196,9 +193,7 @@ def spec_scan(
         program,
         panda,
         handshake,
-        normal=dict(zip(motors, map(float, velocities), strict=True)),
-        fastest={a: f.max_velocity for a, f in facts.items()},
-        tolerance={a: abs(f.scale) / 4 for a, f in facts.items()},
+        facts,
     )
     return (
         yield from fly_run(
@@ -295,7 +290,19 @@ async def _read_facts(
 ) -> dict[Any, AxisFacts]:
     async def one(axis: Any) -> AxisFacts:
         enc = panda.inenc[inencs[axis]]  # type: ignore[attr-defined]
-        vmax, accl, egu, llm, hlm, dllm, dhlm, scale, offset = await asyncio.gather(
+        (
+            velo,
+            vmax,
+            accl,
+            egu,
+            llm,
+            hlm,
+            dllm,
+            dhlm,
+            scale,
+            offset,
+        ) = await asyncio.gather(
+            axis.velocity.get_value(),
             axis.max_velocity.get_value(),
             axis.acceleration_time.get_value(),
             axis.motor_egu.get_value(),
@@ -322,6 +329,7 @@ async def _read_facts(
             max_velocity=float(vmax),
             acceleration_time=float(accl),
             limits=limits,
+            velocity=float(velo),
         )
 
     axes = list(motors)
@@ -425,17 +433,16 @@ class _Driver:
         program: SeqProgram,
         panda: HDFPanda,
         handshake: Any,
-        *,
-        normal: dict[Any, float],
-        fastest: dict[Any, float],
-        tolerance: dict[Any, float],
+        facts: Mapping[Any, AxisFacts],
     ) -> None:
         self.path, self.panda, self.handshake = path, panda, handshake
+        self.facts = facts
         self.motions = {m.line.first: m for m in program.motions}
-        self.normal, self.fastest, self.tolerance = normal, fastest, tolerance
+        #: Each axis' own VELO (for steps, and put back at the end).
+        self.normal = {a: f.velocity for a, f in facts.items()}
         #: Where each axis was last sent (None: unknown), and its VELO.
         self.at: dict[Any, float] = {}
-        self.velo: dict[Any, float] = dict(normal)
+        self.velo: dict[Any, float] = dict(self.normal)
 
     def drive(self, flush: Any) -> MsgGenerator[None]:
         """Plan stub: every segment in order (``flush`` collects)."""
@@ -462,8 +469,10 @@ class _Driver:
         axis: Any = line.axis
         motion = self.motions[line.first]
         here = self.at.get(axis)
-        if here is None or abs(here - motion.run_up) > self.tolerance[axis]:
-            yield from self._velocity(axis, self.fastest[axis])
+        facts = self.facts[axis]
+        # "There" to a quarter of a count: a snake's run-up is the run-down.
+        if here is None or abs(here - motion.run_up) > abs(facts.scale) / 4:
+            yield from self._velocity(axis, facts.max_velocity)
             yield from bps.abs_set(axis.user_setpoint, motion.run_up, group=group)
             self.at[axis] = motion.run_up
         yield from self._step_to(line.fixed, group)
