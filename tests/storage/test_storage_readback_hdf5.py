@@ -118,15 +118,21 @@ def frames_run(backend, RE) -> tuple[Any, str, np.ndarray]:
     return client, _register(RE, client, device), data
 
 
+@pytest.fixture(params=[True, False], ids=["files-read-here", "http"])
+def direct(request) -> bool:
+    """Read the files here (storage.direct) or over HTTP."""
+    return request.param
+
+
 @pytest.mark.parametrize(
     "index", [None, slice(0, 1000), slice(150_000, 151_000), slice(199_500, None)]
 )
-def test_panda_reads_equal_h5py(panda_run, index) -> None:
+def test_panda_reads_equal_h5py(panda_run, index, direct) -> None:
     client, uid, data = panda_run
     expected = data if index is None else data[index]
     node = client[uid]["primary"]["frames"]
     np.testing.assert_array_equal(
-        read_array(client, uid, "primary", "frames", index), expected
+        read_array(client, uid, "primary", "frames", index, direct=direct), expected
     )
     # Small blocks: many concurrent requests assembled in order.
     np.testing.assert_array_equal(
@@ -137,7 +143,7 @@ def test_panda_reads_equal_h5py(panda_run, index) -> None:
 
 
 @pytest.mark.parametrize("index", [None, 7, slice(10, 20), (slice(5, 6), 0, 3)])
-def test_frames_read_equal_h5py(frames_run, index) -> None:
+def test_frames_read_equal_h5py(frames_run, index, direct) -> None:
     client, uid, data = frames_run
     node = client[uid]["primary"]["frames"]
     # The structure carries ophyd-style unit axis: (N, 1, H, W).
@@ -145,7 +151,7 @@ def test_frames_read_equal_h5py(frames_run, index) -> None:
     stacked = data[:, None]
     expected = stacked if index is None else stacked[index]
     np.testing.assert_array_equal(
-        read_array(client, uid, "primary", "frames", index), expected
+        read_array(client, uid, "primary", "frames", index, direct=direct), expected
     )
     np.testing.assert_array_equal(
         fetch_array(node, index, block_bytes=3 * 48 * 64 * 2), expected
@@ -158,10 +164,12 @@ def test_read_arrays_reads_several_keys(panda_run) -> None:
     np.testing.assert_array_equal(got["frames"], data[:5000])
 
 
-def test_reads_during_a_run_are_growing_prefixes(backend, RE) -> None:
+def test_reads_during_a_run_are_growing_prefixes(backend, RE, direct) -> None:
     """A writer appends rows (SWMR) and emits a StreamDatum after each flush;
     between collects the test reads through Tiled. Every read equals a prefix
-    of the final data, lengths never decrease and reach the total."""
+    of the final data, lengths never decrease and reach the total: over HTTP,
+    and reading the files here, which must not return the rows the file
+    already holds beyond what Tiled registered."""
     final = np.cumsum(np.random.default_rng(7).random(30 * 3000))
     path = backend.external_dir / f"growing-{uuid.uuid4().hex}.h5"
     writer = h5py.File(path, "w", libver="latest")
@@ -177,10 +185,12 @@ def test_reads_during_a_run_are_growing_prefixes(backend, RE) -> None:
     def read_now() -> None:
         if not run_uid or device.emitted == 0:
             return
-        got = read_array(client, run_uid[0], "primary", "frames")
+        got = read_array(client, run_uid[0], "primary", "frames", direct=direct)
         assert got.size <= final.size
         np.testing.assert_array_equal(got, final[: got.size])
-        tail = read_array(client, run_uid[0], "primary", "frames", slice(-100, None))
+        tail = read_array(
+            client, run_uid[0], "primary", "frames", slice(-100, None), direct=direct
+        )
         np.testing.assert_array_equal(tail, final[got.size - 100 : got.size])
         lengths.append(got.size)
 
@@ -189,14 +199,20 @@ def test_reads_during_a_run_are_growing_prefixes(backend, RE) -> None:
         uid = yield from bps.open_run()
         run_uid.append(uid)
         yield from bps.declare_stream(dev, name="primary", collect=True)
-        for step in range(30):
-            rows = (step + 1) * 3000
+        def write(rows: int) -> None:
             ds.resize((rows,))
             ds[rows - 3000 : rows] = final[rows - 3000 : rows]
             ds.flush()
+
+        write(3000)
+        for step in range(30):
+            rows = (step + 1) * 3000
             device.rows = rows
             yield from bps.collect(dev, name="primary")
+            if rows < final.size:
+                write(rows + 3000)  # the file runs ahead of what Tiled lists
             read_now()  # the TiledWriter handled the StreamDatum synchronously
+            assert lengths[-1] == rows
         yield from bps.close_run()
         return uid
 

@@ -83,6 +83,8 @@ class _Entry:
     #: Rows per dataset confirmed since the last refresh: rows the catalog
     #: advertised then were on disk, so data read below them is final.
     confirmed: dict[str, int] = field(default_factory=dict)
+    #: Datasets looked up in the file (an h5py lookup costs ~0.1 ms a read).
+    datasets: dict[str, h5py.Dataset] = field(default_factory=dict)
 
 
 @dataclass
@@ -146,9 +148,12 @@ class HandleCache:
             self._expire(now)
             entry, fresh = self._entry(key, path, swmr, libver, locking)
             entry.last_used = now
-            dataset = entry.file[name]
-            if not isinstance(dataset, h5py.Dataset):
-                raise KeyError(f"{name!r} in {path} is not a dataset")
+            dataset = entry.datasets.get(name)
+            if dataset is None:
+                node = entry.file[name]
+                if not isinstance(node, h5py.Dataset):
+                    raise KeyError(f"{name!r} in {path} is not a dataset")
+                dataset = entry.datasets[name] = node
             if rows is not None:
                 # A fresh open sees every row the catalog advertised before this
                 # request; an older handle may hold extents and chunks from
@@ -182,7 +187,15 @@ class HandleCache:
             self.stats.hits += 1
             self._entries.move_to_end(key)
             return entry, False
-        handle = h5py.File(path, "r", swmr=swmr, libver=libver, locking=locking)
+        try:
+            handle = h5py.File(path, "r", swmr=swmr, libver=libver, locking=locking)
+        except OSError as error:
+            if "SWMR read access flag" not in str(error):
+                raise
+            # HDF5 opens a file once per process: already open elsewhere in it
+            # with the other flag (a user's own h5py.File), share that mode.
+            swmr = not swmr
+            handle = h5py.File(path, "r", swmr=swmr, libver=libver, locking=locking)
         self.stats.opens += 1
         entry = _Entry(handle, signature, swmr, time.monotonic())
         self._entries[key] = entry
@@ -201,7 +214,7 @@ class HandleCache:
     ) -> tuple[h5py.Dataset, _Entry]:
         self.stats.refreshes += 1
         if entry.swmr:
-            dataset = entry.file[name]
+            dataset = entry.datasets.get(name) or entry.file[name]
             assert isinstance(dataset, h5py.Dataset)
             dataset.refresh()  # re-reads the extent and drops its chunk cache
             return dataset, entry
@@ -210,6 +223,7 @@ class HandleCache:
         fresh, _ = self._entry(key, path, False, libver, locking)
         dataset = fresh.file[name]
         assert isinstance(dataset, h5py.Dataset)
+        fresh.datasets[name] = dataset
         return dataset, fresh
 
     def _expire(self, now: float) -> None:

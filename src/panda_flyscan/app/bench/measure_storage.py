@@ -132,21 +132,35 @@ def _compare(
                 for n, d in datasets.items()
             }
 
-        def tiled_read(index: Any) -> dict[str, Any]:
-            return fetch_arrays(nodes, index)
+        def tiled_read(index: Any, direct: bool = False) -> dict[str, Any]:
+            return fetch_arrays(nodes, index, direct=direct)
 
-        first = tiled_read(None if rows is None else slice(0, rows))
-        reference = h5py_read(None if rows is None else slice(0, rows))
-        for name, value in reference.items():
-            assert np.array_equal(first[name].reshape(value.shape), value), name
+        whole = None if rows is None else slice(0, rows)
+        reference = h5py_read(whole)
+        for direct in (False, True):
+            first = tiled_read(whole, direct)
+            for name, value in reference.items():
+                assert np.array_equal(first[name].reshape(value.shape), value), name
         tiled_fig = s.figure(
-            f"{key}.tiled", "storage", f"read through Tiled, {label})", "MB/s"
+            f"{key}.tiled", "storage", f"read through Tiled, {label}), HTTP", "MB/s"
+        )
+        direct_fig = s.figure(
+            f"{key}.direct",
+            "storage",
+            "the same through Tiled, files read here (storage.direct)",
+            "MB/s",
         )
         h5_fig = s.figure(
             f"{key}.h5py", "storage", "read with h5py, the same file", "MB/s"
         )
         ratio = s.figure(
-            f"{key}.ratio", "storage", "Tiled / h5py throughput", ratio=True
+            f"{key}.ratio", "storage", "Tiled HTTP / h5py throughput", ratio=True
+        )
+        direct_ratio = s.figure(
+            f"{key}.direct.ratio",
+            "storage",
+            "Tiled, files read here / h5py throughput",
+            ratio=True,
         )
         count = 1 if rows is None else SLICES
         for _ in range(s.budget.readback_repeats):
@@ -159,15 +173,22 @@ def _compare(
             nbytes = sum(sum(a.nbytes for a in tiled_read(i).values()) for i in indices)
             t1 = time.perf_counter()
             for i in indices:
-                h5py_read(i)
+                tiled_read(i, True)
             t2 = time.perf_counter()
+            for i in indices:
+                h5py_read(i)
+            t3 = time.perf_counter()
             tiled_fig.add(nbytes / 1e6 / (t1 - t0))
-            h5_fig.add(nbytes / 1e6 / (t2 - t1))
+            direct_fig.add(nbytes / 1e6 / (t2 - t1))
+            h5_fig.add(nbytes / 1e6 / (t3 - t2))
             tiled_fig.details["ms_per_read"] = (t1 - t0) / count * 1e3
+            direct_fig.details["ms_per_read"] = (t2 - t1) / count * 1e3
         ratio.samples = pairwise_ratio(tiled_fig.samples, h5_fig.samples)
+        direct_ratio.samples = pairwise_ratio(direct_fig.samples, h5_fig.samples)
     s.log(
-        f"read-back, {label}): Tiled {tiled_fig.median:.1f} MB/s, h5py "
-        f"{h5_fig.median:.0f} MB/s, ratio {ratio.median:.3g}"
+        f"read-back, {label}): Tiled HTTP {tiled_fig.median:.1f} MB/s, files read "
+        f"here {direct_fig.median:.0f} MB/s, h5py {h5_fig.median:.0f} MB/s, ratios "
+        f"{ratio.median:.3g} / {direct_ratio.median:.3g}"
     )
 
 
@@ -210,7 +231,7 @@ def _upstream_slices(
                 starts = rng.integers(0, total - size, SLICES)
                 t0 = time.perf_counter()
                 nbytes = sum(
-                    fetch_array(node, slice(int(a), int(a) + size)).nbytes
+                    fetch_array(node, slice(int(a), int(a) + size), direct=False).nbytes
                     for a in starts
                 )
                 fig.add(nbytes / 1e6 / (time.perf_counter() - t0))
@@ -224,6 +245,15 @@ def _upstream_slices(
             mine, theirs = ours[case].median, fig.median
             if mine is not None and theirs:
                 ratio.samples = [mine / theirs]
+            here = s.figures[ours[case].key.replace(".tiled", ".direct")].median
+            direct_ratio = s.figure(
+                f"storage.upstream.{case}.direct.ratio",
+                "storage",
+                "files read here / Tiled's own adapter over HTTP (before)",
+                ratio=True,
+            )
+            if here is not None and theirs:
+                direct_ratio.samples = [here / theirs]
 
 
 def _one_frame_memory(s: Suite, external: Path, full: bool) -> None:
