@@ -14,6 +14,7 @@ from view_helpers import assert_non_trivial_png
 
 from panda_flyscan.app.cli import main
 from panda_flyscan.app.view import (
+    CaptureClock,
     LiveRun,
     PngWriter,
     RowClock,
@@ -132,6 +133,22 @@ def test_lag_pairs_each_row_with_its_emission_and_drawing() -> None:
     assert "last row 0.900 s" in str(report)
     with pytest.raises(ValueError, match="nothing to measure"):
         live_lag([], emitted)
+
+
+def test_capture_clock_keeps_the_latest_capture_only() -> None:
+    """The IOC's counter restarts at each arm: the previous run's count (the
+    subscription's first value) is forgotten when it drops."""
+    times = iter([1.0, 2.0, 3.0, 4.0])
+    clock = CaptureClock(clock=lambda: next(times))
+    for rows in (3000, 0, 500, 1000):
+        clock({"panda-data-num_captured": {"value": rows}})
+    assert clock.captured == [(2.0, 0), (3.0, 500), (4.0, 1000)]
+    updates = [Update(3.5, 3.6, 500), Update(4.2, 4.4, 1000)]
+    report = live_lag(updates, clock.captured)
+    assert report.rows == 1000
+    assert report.median == pytest.approx(0.5)  # rows 0-499: 0.6 s, 500-999: 0.4 s
+    clock.reset()
+    assert clock.captured == []
 
 
 def test_row_clock_counts_rows_every_scalar_field_of_primary_has() -> None:

@@ -65,6 +65,9 @@ class Budget:
     readback_rows: int
     readback_period: float
     readback_repeats: int
+    #: Rows of the 1 kHz time scans the live view follows, and how many.
+    liveview_rows: int
+    liveview_repeats: int
 
 
 FULL = Budget(
@@ -88,6 +91,8 @@ FULL = Budget(
     readback_rows=1_000_000,
     readback_period=10e-6,
     readback_repeats=5,
+    liveview_rows=10_000,
+    liveview_repeats=3,
 )
 
 #: Fewer, smaller runs: N = 1e3 only, two capture rates, a 1e5-row read-back,
@@ -110,6 +115,8 @@ QUICK = replace(
     writer_repeats=2,
     readback_rows=100_000,
     readback_repeats=3,
+    liveview_rows=3_000,
+    liveview_repeats=2,
 )
 
 
@@ -139,5 +146,6 @@ def budget_for(options: Options) -> Budget:
             capture_repeats=r,
             writer_repeats=r,
             readback_repeats=r,
+            liveview_repeats=r,
         )
     return replace(budget, efficiency=tuple(sorted(repeats_of.items())))

@@ -12,6 +12,7 @@ figure, ratios measured side by side), and writes ``results.json``,
 The measurements, by what they measure: :mod:`~.measure_scans` (efficiency,
 latency, first trigger), :mod:`~.measure_map` (the 2-D map),
 :mod:`~.measure_capture`, :mod:`~.measure_storage` (writers, read-back),
+:mod:`~.measure_view` (the live view's lag),
 :mod:`~.measure_startup` (start-up, connect).
 """
 
@@ -33,6 +34,7 @@ from panda_flyscan.app.bench import (
     measure_scans,
     measure_startup,
     measure_storage,
+    measure_view,
 )
 from panda_flyscan.app.bench.budget import FULL, QUICK, Budget, Options, budget_for
 from panda_flyscan.app.bench.context import BenchContext
@@ -244,6 +246,16 @@ MEASUREMENTS: dict[str, Measurement] = {
             "h5py on the file, alternately; MB/s and their ratio.",
             measure_storage.readback,
             ("storage.read.tiled",),
+        ),
+        Measurement(
+            "liveview",
+            "storage",
+            "Live-view lag: time_scan(panda, 1e4, 1 ms) (--quick: 3e3) into Tiled "
+            "with a headless live view following it through Tiled; per row, from "
+            "the IOC's capture (DATA:NUM_CAPTURED) and from the StreamDatum's "
+            "emission to the view drawing it: median, 95th percentile, last row.",
+            measure_view.live_view,
+            ("view.captured.median",),
         ),
         Measurement(
             "capture",

@@ -27,8 +27,13 @@ Figures (each repeated; the table shows median, min, max and runs):
                     overrun, with 4 and with 16 captured fields
   4. writer         TiledWriter and DurableTiledWriter overhead per Event
                     and per StreamDatum document, against no writer
-     readback       a 1e6-row PandA dataset captured through the IOC, read
-                    through Tiled vs h5py on the file (MB/s, ratio)
+     readback       a 1e6-row PandA dataset captured through the IOC and
+                    1,000 detector frames, read through Tiled (over HTTP,
+                    and the files read here) vs h5py, whole and in slices
+                    (MB/s, ratios); Tiled's memory serving one frame
+     liveview       the live view's lag behind a 1 kHz time_scan: from
+                    the IOC's capture and from the StreamDatum to the
+                    plot (median, 95%, last row)
   5. startup        simulated beamline start-up (simulator + IOC until
                     its PVs answer), Tiled start-up
      connect        device connect: first in the process, then again
@@ -68,7 +73,7 @@ takes 6-10 minutes.
     metavar="NAME",
     help="Run only these measurements (repeat the option, or separate by "
     "commas): startup, connect, efficiency, latency, first-trigger, map, "
-    "readback, capture, writer.",
+    "readback, liveview, capture, writer.",
 )
 @click.option(
     "--keep-data",

@@ -8,8 +8,8 @@ Layers, each usable alone:
 * :mod:`.render`: matplotlib drawing, :func:`save_png` (headless, Agg).
 * :mod:`.live`: :func:`live_view` (a background thread; a window or PNGs),
   :class:`LiveViewCallback` for a RunEngine.
-* :mod:`.lag`: :class:`RowClock` and :func:`live_lag`, the view's lag behind
-  the data.
+* :mod:`.lag`: :class:`CaptureClock`, :class:`RowClock` and :func:`live_lag`,
+  the view's lag behind the data.
 
 ``panda-flyscan view URI [UID]`` is the command line (``app/cli/view.py``).
 See docs/live-view.md.
@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from .core import Curve, Frame, LiveRun, MapImage, Picture, montage
 from .follow import DEFAULT_INTERVAL, Follower, Update, latest_uid
-from .lag import LagReport, RowClock, live_lag
+from .lag import CaptureClock, LagReport, RowClock, live_lag
 from .live import LiveView, LiveViewCallback, interactive_backend, live_view
 from .render import PngWriter, draw, png_path, save_png
 
 __all__ = [
     "DEFAULT_INTERVAL",
+    "CaptureClock",
     "Curve",
     "Follower",
     "Frame",

@@ -1,11 +1,13 @@
 """How far the live view runs behind the data: per row, from the moment the
-RunEngine emitted it (the StreamDatum document that made it data) to the
+PandA's IOC captured it (wrote it to its file: ``DATA:NUM_CAPTURED``), or the
+RunEngine emitted it (the StreamDatum document that made it data), to the
 moment the view drew it.
 
-:class:`RowClock`, subscribed to the RunEngine, notes when rows are emitted;
-the follower's :attr:`~.follow.Follower.updates` note when they were drawn;
-:func:`live_lag` pairs them. Both use ``time.time()``, so the follower may run
-in another process of the same machine.
+:class:`CaptureClock`, subscribed to the IOC's capture counter, notes when
+rows are captured; :class:`RowClock`, subscribed to the RunEngine, when they
+are emitted; the follower's :attr:`~.follow.Follower.updates` note when they
+were drawn; :func:`live_lag` pairs a record of either kind with them. All use
+``time.time()``, so the follower may run in another process of the machine.
 """
 
 from __future__ import annotations
@@ -19,7 +21,33 @@ import numpy as np
 
 from .follow import PRIMARY, Update
 
-__all__ = ["LagReport", "RowClock", "live_lag"]
+__all__ = ["CaptureClock", "LagReport", "RowClock", "live_lag"]
+
+
+@dataclass(eq=False)  # a signal callback: hashed by identity
+class CaptureClock:
+    """A signal callback: when the IOC had captured how many rows.
+
+    Subscribe it to the PandA's ``data.num_captured`` (in the RunEngine's
+    loop: ``signal.subscribe_reading(clock)``); ``captured``:
+    ``(time.time(), rows)`` at each update of the latest capture: the
+    counter restarts at each arm, and a count lower than the last one starts
+    the record afresh.
+    """
+
+    clock: Callable[[], float] = time.time
+    captured: list[tuple[float, int]] = field(default_factory=list)
+
+    def __call__(self, reading: Mapping[str, Any]) -> None:
+        for value in reading.values():
+            rows = int(value["value"])
+            if self.captured and rows < self.captured[-1][1]:
+                self.captured.clear()
+            self.captured.append((self.clock(), rows))
+
+    def reset(self) -> None:
+        """Forget what was captured so far."""
+        self.captured.clear()
 
 
 @dataclass(eq=False)  # subscribed to a RunEngine: hashed by identity

@@ -117,9 +117,9 @@ class LiveView:
         self._done.wait(10)
 
     def lag(self, emitted: Any) -> LagReport:
-        """The view's lag behind ``emitted`` (a :class:`~.lag.RowClock`'s
-        record, or the RowClock itself)."""
-        record = getattr(emitted, "emitted", emitted)
+        """The view's lag behind ``emitted`` (a :class:`~.lag.RowClock` or
+        :class:`~.lag.CaptureClock`'s record, or the clock itself)."""
+        record = getattr(emitted, "emitted", getattr(emitted, "captured", emitted))
         return live_lag(self.follower.updates, record)
 
 
