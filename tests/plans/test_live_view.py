@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from bluesky.run_engine import call_in_bluesky_event_loop
 from click.testing import CliRunner
 from conftest import API_KEY
 from scanspec.specs import Fly, Line
@@ -97,13 +96,14 @@ def test_live_view_lag_of_a_time_scan(flyscan: Any, tmp_path: Path) -> None:
         else:
             panda.data.num_captured.clear_sub(capture)
 
-    call_in_bluesky_event_loop(subscribe(True))
+    # In this RunEngine's loop (another test's RunEngine may own the global one).
+    flyscan.run(subscribe(True))
     try:
         uid, view, clock = _follow_during(
             flyscan, time_scan(panda, 3000, 1e-3), tmp_path
         )
     finally:
-        call_in_bluesky_event_loop(subscribe(False))
+        flyscan.run(subscribe(False))
     assert _assert_every_row(flyscan, uid, view, ["trigger_time", "x"]) == 3000
     report = view.lag(clock)
     assert report.rows == 3000

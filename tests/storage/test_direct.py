@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 import pytest
 from tiled.structures.array import ArrayStructure
+from tiled.structures.core import StructureFamily
 from tiled.structures.data_source import Asset, DataSource
 
 from panda_flyscan.storage import fetch_array
@@ -53,7 +54,7 @@ class _Node:
 def _source(path: Path, **parameters: Any) -> DataSource:
     return DataSource(
         structure=None,
-        structure_family="array",
+        structure_family=StructureFamily.array,
         mimetype=parameters.pop("mimetype", "application/x-hdf5"),
         parameters={"dataset": "/x", "swmr": True, **parameters},
         assets=[

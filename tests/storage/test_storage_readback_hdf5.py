@@ -199,6 +199,7 @@ def test_reads_during_a_run_are_growing_prefixes(backend, RE, direct) -> None:
         uid = yield from bps.open_run()
         run_uid.append(uid)
         yield from bps.declare_stream(dev, name="primary", collect=True)
+
         def write(rows: int) -> None:
             ds.resize((rows,))
             ds[rows - 3000 : rows] = final[rows - 3000 : rows]
