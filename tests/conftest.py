@@ -16,6 +16,7 @@ import pytest
 
 from panda_flyscan.app.simulated.epics_env import client_env
 from panda_flyscan.app.simulated.launcher import (
+    HealPolicy,
     SimulatedBeamline,
     ioc_venv_path,
     simulated_beamline,
@@ -65,7 +66,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def beamline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatedBeamline]:
     """The simulated PandA and the real PandABlocks-ioc, with the simulated
     motor and detector (``.motor_pv``, ``.detector_prefix``), shared by the
-    session.
+    session, its IOC supervised (restarted on the same ports).
 
     Skips when the IOC environment (``sim_ioc/.venv``) is missing; fails, with
     the IOC's log, when it is there but does not come up. The processes' logs
@@ -81,6 +82,9 @@ def beamline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatedBeam
         device_ports=_session_device_ports,
         log_dir=tmp_path_factory.mktemp("beamline"),
         simulator=SESSION_SIMULATOR,
+        # Supervised, as `panda-flyscan sim` runs it: tests/faults kill its
+        # IOC and the session's devices carry on with the restarted one.
+        heal=HealPolicy(),
     ) as started:
         os.environ.update(started.env)  # adds PANDA_HOST and PANDA_PREFIX
         yield started

@@ -48,18 +48,19 @@ def log_tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
 
 
-def _parent_death_prefix() -> list[str]:
+def _parent_death_prefix(any_thread: bool = False) -> list[str]:
     """An argv prefix that makes the child get SIGTERM if this process dies.
 
     Covers the case no ``finally`` can (this process SIGKILLed, or ended by
     ``os._exit``): the child would otherwise hold its ports forever. Linux ties
     the signal to the *thread* that forked, so it is only asked for from the
-    main thread, whose end is the process's end. The shim execs the real
+    main thread, whose end is the process's end, unless ``any_thread`` says the
+    calling thread outlives the child (a supervisor's). The shim execs the real
     command, so the PID (and the process group) stay the same.
     """
     if not sys.platform.startswith("linux"):
         return []
-    if threading.current_thread() is not threading.main_thread():
+    if not any_thread and threading.current_thread() is not threading.main_thread():
         return []
     shim = (
         "import ctypes, os, signal, sys\n"
@@ -85,6 +86,9 @@ class ManagedProcess:
             line) or a pattern (``fullmatch``); None: no readiness line.
         keep_stdin_open: Give it a pipe for stdin and close it only to stop it
             (a shell that exits at end of input, like the IOC's).
+        thread_outlives_child: The thread calling :meth:`start` lives until
+            the child is stopped (a supervisor thread), so the parent-death
+            signal may be tied to it although it is not the main thread.
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class ManagedProcess:
         cwd: Path | None = None,
         ready: str | re.Pattern[str] | None = None,
         keep_stdin_open: bool = False,
+        thread_outlives_child: bool = False,
     ) -> None:
         self.name = name
         self.argv = list(argv)
@@ -105,6 +110,7 @@ class ManagedProcess:
         self.cwd = cwd
         self.ready = re.compile(re.escape(ready)) if isinstance(ready, str) else ready
         self.keep_stdin_open = keep_stdin_open
+        self.thread_outlives_child = thread_outlives_child
         self._proc: subprocess.Popen[bytes] | None = None
         self._ready = threading.Event()
         self._ready_text: str | None = None
@@ -117,7 +123,7 @@ class ManagedProcess:
 
     def start(self) -> None:
         """Start the child (returns at once; see :meth:`wait_ready`)."""
-        argv = [*_parent_death_prefix(), *self.argv]
+        argv = [*_parent_death_prefix(self.thread_outlives_child), *self.argv]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log: IO[bytes] = open(self.log_path, "ab")  # noqa: SIM115 - handed to a thread
         log.write(f"$ {shlex.join(self.argv)}\n".encode())

@@ -308,6 +308,7 @@ def async_scan(
                 flyers=flyers,
                 late_kickoff=list(dets),
                 after_kickoff=record_clock,
+                max_row_gap=timing.period,
             )
         )
     )

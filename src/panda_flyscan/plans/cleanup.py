@@ -18,6 +18,7 @@ from ophyd_async.core import set_and_wait_for_other_value, wait_for_value
 from ophyd_async.fastcs.panda import HDFPanda
 
 from ..devices._aio import wait_for_awaitable
+from .errors import HealthError, PandaLinkLost
 
 if TYPE_CHECKING:
     from .fly_run import FlyRun
@@ -38,6 +39,8 @@ def _reason(exc: BaseException) -> str:
         return "paused (Ctrl-C twice): a flyscan cannot resume, so it was aborted"
     if isinstance(exc, RequestAbort):
         return "aborted"
+    if isinstance(exc, HealthError):
+        return f"{type(exc).__name__}: {exc}"
     return repr(exc)
 
 
@@ -50,18 +53,25 @@ def stop_and_keep(
     step is bounded and shielded: statuses abandoned by the error (the
     flyers' ``complete``) may fail while we clean up, and the RunEngine
     reports that at our next message; clean-up goes on regardless.
+
+    When the PandA is out of reach (:class:`PandaLinkLost`), nothing is put
+    to its blocks (each put would wait out its timeout): the motors are
+    stopped and what its IOC reported written is collected.
     """
+    reachable = not isinstance(exc, PandaLinkLost)
     steps: list[Callable[[], MsgGenerator[Any]]] = [
         *(
             (lambda f=f: wait_for_awaitable(_quietly(f.stop())))  # type: ignore[misc]
             for f in run.flyers
+            if reachable or not f.panda_block
         ),
         *(
             (lambda f=f: wait_for_awaitable(_quietly(f())))  # type: ignore[misc]
             for f in run.stop_on_error
         ),
-        lambda: wait_for_awaitable(_quietly(_disarm_and_drain(run.panda))),
     ]
+    if reachable:
+        steps.append(lambda: wait_for_awaitable(_quietly(_disarm_and_drain(run.panda))))
     if state["declared"]:
         steps += [
             (lambda n=name, d=devices: bps.collect(*d, name=n))  # type: ignore[misc]

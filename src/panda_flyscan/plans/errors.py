@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-__all__ = ["DroppedTriggersError", "PlanArgumentError"]
+__all__ = [
+    "CaptureStalled",
+    "DetectorStalled",
+    "DiskFull",
+    "DroppedTriggersError",
+    "HealthError",
+    "MotorFault",
+    "PandaLinkLost",
+    "PlanArgumentError",
+    "WriterFailed",
+]
 
 
 class PlanArgumentError(ValueError):
@@ -13,3 +23,46 @@ class DroppedTriggersError(RuntimeError):
     """A detector reported triggers it missed: its frames no longer line up
     one-to-one with the PandA's rows, so the scan was stopped (the run keeps
     what was captured)."""
+
+
+class HealthError(RuntimeError):
+    """Something a running flyscan depends on failed; the scan was stopped and
+    the run closed (exit status "fail") with the rows captured before.
+
+    The message names the component, what was seen and what to do;
+    :attr:`component` names the component alone (e.g. ``"TEST:PANDA (IOC)"``).
+    """
+
+    def __init__(self, component: str, message: str) -> None:
+        super().__init__(message)
+        self.component = component
+
+
+class PandaLinkLost(HealthError):
+    """The PandA's IOC stopped answering, or says it lost the PandA."""
+
+    def __init__(self, component: str, message: str, *, ioc_answers: bool) -> None:
+        super().__init__(component, message)
+        #: Whether the IOC itself still answers (it lost the PandA), so its
+        #: own records (DATA:CAPTURE) can still be written during clean-up.
+        self.ioc_answers = ioc_answers
+
+
+class CaptureStalled(HealthError):
+    """The PandA sent no new row for much longer than the scan allows."""
+
+
+class WriterFailed(HealthError):
+    """The PandA IOC's HDF5 writer stopped writing the rows it receives."""
+
+
+class DiskFull(WriterFailed):
+    """The data directory has (almost) no free space left."""
+
+
+class DetectorStalled(HealthError):
+    """A detector stopped delivering frames while the PandA kept triggering."""
+
+
+class MotorFault(HealthError):
+    """A motor hit a limit switch, reports a problem, or stopped moving."""

@@ -8,6 +8,12 @@ Ctrl-C (twice: a flyscan has no checkpoint, so the RunEngine aborts), it
 stops the trigger sources and the motor, disarms the PandA, collects what was
 captured, closes the run with that (:mod:`.cleanup`), then unstages (files
 closed).
+
+While it flies, a :class:`~.health.HealthWatch` samples what the scan
+depends on (the PandA's IOC and its link to the PandA, the IOC's HDF5
+writer, free space, the motors, the detectors' frame counts); a fault it sees
+ends the scan within seconds as a :class:`~.errors.HealthError` naming the
+component, instead of a bare timeout tens of seconds later.
 """
 
 from __future__ import annotations
@@ -19,13 +25,20 @@ from typing import Any
 import bluesky.plan_stubs as bps
 from bluesky.protocols import Flyable, Preparable
 from bluesky.utils import MsgGenerator
-from ophyd_async.core import FlyableLogic, Settings, StandardDetector, TriggerInfo
+from ophyd_async.core import (
+    DetectorTrigger,
+    FlyableLogic,
+    Settings,
+    StandardDetector,
+    TriggerInfo,
+)
 from ophyd_async.fastcs.panda import HDFPanda, apply_panda_settings
 
 from ..devices._aio import wait_for_awaitable
 from .cleanup import stop_and_keep
 from .dropped_triggers import DroppedTriggersWatch
-from .errors import PlanArgumentError
+from .errors import HealthError, PandaLinkLost, PlanArgumentError
+from .health import HealthWatch
 from .prechecks import check_data_directories, prime_datasets
 
 __all__ = ["FLUSH_PERIOD", "FlyRun", "Flyer", "fly_run", "flyer", "motor_flyer"]
@@ -43,6 +56,8 @@ class Flyer:
     info: Any
     #: How to stop it on an error (the logic's stop, or the motor's).
     stop: Callable[[], Any]
+    #: A PandA block (its stop is a put to the PandA's IOC), not a motor.
+    panda_block: bool = True
 
 
 @dataclass
@@ -76,6 +91,13 @@ class FlyRun:
     #: Run at the very end, whatever happened (e.g. motor speeds put back).
     restore: Callable[[], MsgGenerator[None]] | None = None
     flush_period: float = FLUSH_PERIOD
+    #: Motors moved by ``drive`` (motor flyers are watched anyway): a limit
+    #: switch, a reported problem or a stall ends the scan (``MotorFault``).
+    motors: list[Any] = field(default_factory=list)
+    #: Longest expected gap between two PandA rows (the first one included),
+    #: in seconds: no row for this plus a margin ends the scan
+    #: (``CaptureStalled``). None: not checked (e.g. spec_scan's turnarounds).
+    max_row_gap: float | None = None
 
 
 def fly_run(run: FlyRun) -> MsgGenerator[str]:
@@ -91,6 +113,39 @@ def fly_run(run: FlyRun) -> MsgGenerator[str]:
     )
     #: The flyers' and detectors' complete statuses, cancelled after an error.
     completing: list[Any] = []
+    watch = _health_watch(run)
+
+    def check() -> MsgGenerator[None]:
+        yield from watch.check()
+        yield from dropped.check()
+
+    def flying() -> MsgGenerator[None]:
+        """Kickoff to completion, every failure seen by the watch named."""
+        try:
+            yield from watch.start()
+            early = [d for d in all_detectors if d not in run.late_kickoff]
+            yield from bps.kickoff_all(*early, wait=True)
+            # Armed, no trigger yet: the detectors' counts of missed triggers now.
+            yield from dropped.start()
+            for flyer in run.flyers:
+                yield from bps.kickoff(flyer.device, wait=True)
+            yield from watch.kicked_off()
+            if run.late_kickoff:
+                yield from bps.kickoff_all(*run.late_kickoff, wait=True)
+            if run.after_kickoff is not None:
+                yield from run.after_kickoff()
+            if run.drive is not None:
+                yield from run.drive(lambda: _flush(run, check))
+            yield from _collect_while_completing(
+                run, [*flyer_devices, *all_detectors], completing, check
+            )
+        except HealthError:
+            raise
+        except Exception as exc:
+            # A timeout or failed status that the watch has already explained.
+            if watch.fault is not None:
+                raise watch.fault from exc
+            raise
 
     def body() -> MsgGenerator[str]:
         yield from bps.stage_all(*stageable)
@@ -113,21 +168,7 @@ def fly_run(run: FlyRun) -> MsgGenerator[str]:
         for name, devices in run.streams.items():
             yield from bps.declare_stream(*devices, name=name, collect=True)
         state["declared"] = True
-        early = [d for d in all_detectors if d not in run.late_kickoff]
-        yield from bps.kickoff_all(*early, wait=True)
-        # Armed, no trigger yet: the detectors' counts of missed triggers now.
-        yield from dropped.start()
-        for flyer in run.flyers:
-            yield from bps.kickoff(flyer.device, wait=True)
-        if run.late_kickoff:
-            yield from bps.kickoff_all(*run.late_kickoff, wait=True)
-        if run.after_kickoff is not None:
-            yield from run.after_kickoff()
-        if run.drive is not None:
-            yield from run.drive(lambda: _flush(run, dropped.check))
-        yield from _collect_while_completing(
-            run, [*flyer_devices, *all_detectors], completing, dropped.check
-        )
+        yield from flying()
         yield from bps.close_run()
         state["open"] = False
         return uid
@@ -141,7 +182,14 @@ def fly_run(run: FlyRun) -> MsgGenerator[str]:
         yield from stop_and_keep(run, state, exc)
 
     def cleanup() -> MsgGenerator[None]:
-        yield from bps.unstage_all(*stageable)
+        yield from watch.stop()
+        fault = watch.fault
+        if isinstance(fault, PandaLinkLost) and not fault.ioc_answers:
+            # Unstaging the PandA writes to its IOC, which is gone: each put
+            # would wait out its timeout. The others are unstaged as usual.
+            yield from bps.unstage_all(*(d for d in stageable if d is not panda))
+        else:
+            yield from bps.unstage_all(*stageable)
         if run.restore is not None:
             yield from run.restore()
 
@@ -206,4 +254,27 @@ def motor_flyer(motor: Any, info: Any) -> Flyer:
     stop = getattr(motor, "stop", None)
     if stop is None:
         raise PlanArgumentError(f"{motor!r} cannot be stopped (no stop())")
-    return Flyer(device=motor, info=info, stop=lambda: stop(success=False))
+    return Flyer(
+        device=motor, info=info, stop=lambda: stop(success=False), panda_block=False
+    )
+
+
+def _health_watch(run: FlyRun) -> HealthWatch:
+    """The watch of ``run``'s dependencies: the PandA, the externally
+    triggered detectors (frames against the PandA's rows), the motors."""
+    events = run.panda_info.number_of_events
+    frames = events if isinstance(events, int) else sum(events)
+    return HealthWatch(
+        run.panda,
+        detectors=[
+            (det, info.livetime + info.deadtime)
+            for det, info in run.detectors
+            if info.trigger != DetectorTrigger.INTERNAL and det not in run.late_kickoff
+        ],
+        motors=[
+            *(f.device for f in run.flyers if not f.panda_block),
+            *run.motors,
+        ],
+        frames=frames,
+        max_row_gap=run.max_row_gap,
+    )

@@ -339,6 +339,8 @@ def position_scan(
                     ),
                     motor_flyer(motor, fly_info),
                 ],
+                # The first row comes after the run-up (ACCL), then one per point.
+                max_row_gap=interval + accl,
             )
         )
     )

@@ -220,6 +220,7 @@ def spec_scan(
                     for m in motors
                 ],
                 restore=driver.restore_velocities,
+                motors=list(motors),
             )
         )
     )

@@ -233,6 +233,7 @@ def time_scan(
                 flyers=[
                     flyer(seq_logic, timing.info(), name=f"{panda.name}-{seq.lower()}")
                 ],
+                max_row_gap=timing.period,
             )
         )
     )

@@ -79,6 +79,25 @@ class _SimulatorOption(click.Option):
     'SimulatorConfig, e.g. per-motor speeds and limits under "motors"); '
     "options given beside it override its values.",
 )
+@click.option(
+    "--heal/--no-heal",
+    default=True,
+    show_default=True,
+    help="Supervise the IOC: restart it on the same CA/PVA ports (clients "
+    "reconnect by themselves) when it dies, loses its PandA (PandABlocks-ioc "
+    "0.11 never reconnects) or runs away (RSS, log growth). Each restart is "
+    "logged here.",
+)
+@click.option(
+    "--ioc-restart-mb",
+    type=click.IntRange(min=1),
+    default=1024,
+    show_default=True,
+    metavar="MB",
+    help="With --heal: restart the IOC between scans (no capture under way) "
+    "once its RSS passes this many MB (PandABlocks-ioc 0.11 keeps ~5 MB per "
+    "capture).",
+)
 @click.option("--motors", "motors", cls=_SimulatorOption, metavar="JSON")
 @click.option("--readout-time", "readout_time", cls=_SimulatorOption)
 @click.option("--detector-ttlin", "detector_ttlin", cls=_SimulatorOption)
@@ -92,7 +111,12 @@ class _SimulatorOption(click.Option):
 )
 @click.pass_context
 def sim(
-    ctx: click.Context, env_file: Path | None, config_json: str | None, **options: Any
+    ctx: click.Context,
+    env_file: Path | None,
+    config_json: str | None,
+    heal: bool,
+    ioc_restart_mb: int,
+    **options: Any,
 ) -> None:
     """Serve the simulated beamline: PandA, motors and area detectors.
 
@@ -117,11 +141,19 @@ def sim(
     See docs/simulated-beamline.md for the motors' and detectors' PVs.
 
     Runs in the foreground until Ctrl-C or SIGTERM, then stops everything it
-    started. Logs go to a temporary directory, printed at start.
+    started. Logs go to a temporary directory, printed at start. With --heal
+    (the default) an IOC that died or lost its PandA is restarted within a few
+    seconds and the line "IOC restarted (...)" printed; a flyscan running at
+    that moment fails with an error naming the IOC, the next one works.
     """
     if ctx.invoked_subcommand is not None:
         return
-    from ..simulated.launcher import BeamlineError, SimulatedBeamline
+    from ..simulated.launcher import (
+        BeamlineError,
+        HealPolicy,
+        IocRestart,
+        SimulatedBeamline,
+    )
 
     # Refused here, before anything starts, with the simulator's reason.
     config = _simulator_config(options, config_json)
@@ -131,7 +163,17 @@ def sim(
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_stop)
-    beamline = SimulatedBeamline(config.prefix, simulator=config)
+
+    def restarted(restart: IocRestart) -> None:
+        click.echo(restart.describe(), err=True)
+
+    policy = HealPolicy(idle_restart_rss_bytes=ioc_restart_mb * 1024 * 1024)
+    beamline = SimulatedBeamline(
+        config.prefix,
+        simulator=config,
+        heal=policy if heal else None,
+        on_restart=restarted,
+    )
     click.echo(f"Starting the simulated beamline {config.prefix!r}...", err=True)
     try:
         beamline.start()

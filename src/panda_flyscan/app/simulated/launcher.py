@@ -9,6 +9,11 @@ Two processes (each in a process group of its own, stopped by PID):
   loop (see :mod:`sim_ioc.__main__`);
 * the real PandABlocks-ioc (``ioc``), serving ``<prefix>:PANDA:`` over CA and PVA.
 
+With ``heal`` (a :class:`~.supervisor.HealPolicy`, the default of
+``panda-flyscan sim``), a supervisor thread restarts the IOC on the same
+CA/PVA ports when it dies, loses its PandA or runs away, so clients'
+channels reconnect by themselves (:mod:`.supervisor`).
+
 The simulator is built from one :class:`~sim_ioc.config.SimulatorConfig`,
 validated here and handed over as ``--config-json`` (the command line in
 ``panda.log`` shows it). Every beamline is isolated from every other one on the
@@ -34,10 +39,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -58,6 +66,7 @@ from .ports import (
     free_loopback_hosts,
 )
 from .probe import run_probe
+from .supervisor import HealPolicy, IocRestart, IocSupervisor, LogWatch
 
 __all__ = [
     "LOOPBACK",
@@ -66,6 +75,8 @@ __all__ = [
     "BeamlineError",
     "DevicePorts",
     "EpicsPorts",
+    "HealPolicy",
+    "IocRestart",
     "SimulatedBeamline",
     "SimulatorConfig",
     "client_env",
@@ -77,6 +88,8 @@ __all__ = [
     "ioc_venv_path",
     "simulated_beamline",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: Where ``scripts/setup.sh`` puts the IOC's own environment (numpy<2, pvi 0.10):
 #: ``sim_ioc/.venv`` beside the simulator's package.
@@ -125,6 +138,8 @@ class SimulatedBeamline:
         panda_timeout: float = 30.0,
         ioc_timeout: float = 120.0,
         stop_timeout: float = 5.0,
+        heal: HealPolicy | None = None,
+        on_restart: Callable[[IocRestart], None] | None = None,
     ) -> None:
         """
         Args:
@@ -145,6 +160,12 @@ class SimulatedBeamline:
                 to print ``READY``.
             ioc_timeout: Seconds for the IOC to answer over CA and PVA.
             stop_timeout: Seconds each process gets to stop before SIGKILL.
+            heal: Supervise the IOC with this policy (restart it on the same
+                ports when it dies, loses its PandA or runs away); None: not
+                supervised (a dead IOC stays dead, see :meth:`dead_processes`).
+            on_restart: Called (in the supervisor's thread) after each restart
+                or failed attempt, e.g. to log it; restarts are also kept in
+                :attr:`restarts`.
         """
         self.prefix = prefix
         self.log_dir = Path(log_dir) if log_dir is not None else None
@@ -166,6 +187,13 @@ class SimulatedBeamline:
         #: Started processes, in start order; stopped in reverse, kept after.
         self.processes: list[ManagedProcess] = []
         self._started = False
+        self.heal = heal
+        self._on_restart = on_restart
+        #: Every IOC restart (by the supervisor or :meth:`restart_ioc`), in order.
+        self.restarts: list[IocRestart] = []
+        self._ioc_lock = threading.RLock()
+        self._supervisor: IocSupervisor | None = None
+        self._stopping = False
 
     # -- what clients need ------------------------------------------------------
 
@@ -277,6 +305,9 @@ class SimulatedBeamline:
             self._start_panda()
             self._start_ioc(ioc)
             self._wait_for_iocs()
+            if self.heal is not None:
+                self._supervisor = IocSupervisor(self, self.heal, self._restarted)
+                self._supervisor.start()
         except ProcessError as exc:
             self.stop()
             if isinstance(exc, BeamlineError):
@@ -335,36 +366,44 @@ class SimulatedBeamline:
             "(is something listening on 0.0.0.0:8888?)"
         )
 
-    def _start_ioc(self, ioc: Path) -> None:
+    def _start_ioc(self, ioc: Path) -> ManagedProcess:
         assert self.log_dir is not None
         process = ManagedProcess(
             "ioc",
             [str(ioc), "softioc", self.panda_host, self.ioc_prefix],
+            # One log across restarts (each start writes its command line).
             self.log_dir / "ioc.log",
             {**without_epics(os.environ), **ioc_env(self.ports)},
             # The IOC runs an interactive shell and exits at end of input.
             keep_stdin_open=True,
+            # A restart by the supervisor's thread, which lives until the
+            # beamline stops.
+            thread_outlives_child=threading.current_thread() is self._supervisor,
         )
         self.processes.append(process)
         process.start()
+        return process
 
-    def _wait_for_iocs(self) -> None:
+    def _ioc_ca(self) -> dict[str, int | None]:
+        return {f"{self.ioc_prefix}:Status": 2}  # Statuses.CONNECTED
+
+    def _wait_for_iocs(self, *, ioc_only: bool = False) -> None:
         """Wait until the IOC answers over PVA (its PVI structure) and CA (its
         connection status reads CONNECTED, set once every record is served),
-        and the motor and detector answer over CA with the client
-        environment (so its address list is proven too)."""
+        and (unless ``ioc_only``) the motor and detector answer over CA with
+        the client environment (so its address list is proven too)."""
         assert self.log_dir is not None
+        devices: dict[str, int | None] = {
+            **{f"{pv}.DMOV": None for pv in self.motor_pvs},
+            **{
+                f"{det}{pv}": None
+                for det in (self.detector_prefix, self.detector2_prefix)
+                for pv in ("cam1:Acquire_RBV", "HDF1:Capture_RBV")
+            },
+        }
         probe = run_probe(
             pva=[f"{self.ioc_prefix}:PVI"],
-            ca={
-                f"{self.ioc_prefix}:Status": 2,  # Statuses.CONNECTED
-                **{f"{pv}.DMOV": None for pv in self.motor_pvs},
-                **{
-                    f"{det}{pv}": None
-                    for det in (self.detector_prefix, self.detector2_prefix)
-                    for pv in ("cam1:Acquire_RBV", "HDF1:Capture_RBV")
-                },
-            },
+            ca={**self._ioc_ca(), **({} if ioc_only else devices)},
             timeout=self.ioc_timeout,
             log_path=self.log_dir / "probe.log",
             env={**without_epics(os.environ), **self.env},
@@ -372,21 +411,125 @@ class SimulatedBeamline:
             stop_timeout=self.stop_timeout,
         )
         if probe.exit_code() != 0:
-            ioc = self.processes[-1]
+            ioc = self.ioc_process()
             raise BeamlineError(
                 f"the IOC did not answer within {self.ioc_timeout:g} s:\n"
                 f"{log_tail(probe.log_path)}\n" + ioc.failure("IOC still running")
             )
 
+    # -- the IOC's supervision --------------------------------------------------
+
+    def ioc_process(self) -> ManagedProcess:
+        """The IOC's current process (a new one after each restart)."""
+        with self._ioc_lock:
+            for process in reversed(self.processes):
+                if process.name == "ioc":
+                    return process
+        raise BeamlineError("beamline not started")
+
+    def others_alive(self) -> bool:
+        """Whether the simulator (PandA, motors, detectors) still runs."""
+        return not self._stopping and all(
+            p.running for p in self.processes if p.name != "ioc"
+        )
+
+    def ioc_idle(self, watch: LogWatch) -> bool:
+        """Whether the IOC is between scans: no capture file open (its log)
+        and PCAP:ACTIVE and DATA:CAPTURE both 0 (a short CA probe)."""
+        if watch.file_open:
+            return False
+        assert self.log_dir is not None
+        probe = run_probe(
+            pva=[],
+            ca={
+                f"{self.ioc_prefix}:PCAP:ACTIVE": 0,
+                f"{self.ioc_prefix}:DATA:CAPTURE": 0,
+            },
+            timeout=2.0,
+            log_path=self.log_dir / "idle-probe.log",
+            env={**without_epics(os.environ), **self.env},
+            watch=[],
+            stop_timeout=self.stop_timeout,
+        )
+        return probe.exit_code() == 0
+
+    def heal_ioc(
+        self, pid: int | None, reason: str, *, kill: bool
+    ) -> IocRestart | None:
+        """Restart the IOC (its process ``pid``) on the same ports; None when
+        it is no longer ``pid`` (someone restarted it meanwhile).
+
+        ``kill``: SIGKILL it (it is broken: a graceful stop would only wait);
+        otherwise it is stopped as at the end (stdin closed, SIGTERM).
+        """
+        with self._ioc_lock:
+            old = self.ioc_process()
+            if old.pid != pid or self._stopping:
+                return None
+            started_at, t0 = time.time(), time.monotonic()
+            if kill:
+                old.kill()
+            else:
+                old.stop(self.stop_timeout)
+            self.processes.remove(old)
+            ioc = self.ioc_venv / "bin" / "pandablocks-ioc"
+            error: str | None = None
+            try:
+                self._start_ioc(ioc)
+                self._wait_for_iocs(ioc_only=True)
+            except (ProcessError, BeamlineError) as exc:
+                error = str(exc)
+            new_pid = self.ioc_process().pid
+            restart = IocRestart(
+                reason, old.pid, new_pid, started_at, time.monotonic() - t0, error
+            )
+            self.restarts.append(restart)
+            return restart
+
+    def restart_ioc(
+        self, reason: str = "requested", *, kill: bool = False
+    ) -> IocRestart:
+        """Restart the IOC now on the same ports (e.g. between scans, to give
+        back the memory PandABlocks-ioc 0.11 keeps per capture); waits until
+        it answers. Raises BeamlineError if it does not."""
+        restart = self.heal_ioc(self.ioc_process().pid, reason, kill=kill)
+        assert restart is not None  # the lock is reentrant: ours is current
+        self._report(restart)
+        if not restart.ok:
+            raise BeamlineError(restart.describe())
+        return restart
+
+    def _restarted(self, restart: IocRestart) -> None:
+        """The supervisor's callback."""
+        self._report(restart)
+
+    def _report(self, restart: IocRestart) -> None:
+        (logger.warning if restart.ok else logger.error)("%s", restart.describe())
+        if self._on_restart is not None:
+            self._on_restart(restart)
+
     def dead_processes(self) -> list[ManagedProcess]:
         """Started processes that have exited (for a foreground runner to
-        notice a crash)."""
-        return [p for p in self.processes if p.exited()]
+        notice a crash). A supervised IOC counts only once the supervisor has
+        given up on it; until then it is being restarted."""
+        supervisor = self._supervisor
+        healing = supervisor is not None and not supervisor.gave_up.is_set()
+        with self._ioc_lock:
+            return [
+                p
+                for p in self.processes
+                if p.exited() and not (healing and p.name == "ioc")
+            ]
 
     def stop(self) -> None:
-        """Stop every process started, newest first; idempotent."""
-        for process in reversed(self.processes):
-            process.stop(self.stop_timeout)
+        """Stop the supervisor, then every process started, newest first;
+        idempotent."""
+        self._stopping = True
+        if self._supervisor is not None:
+            self._supervisor.stop()
+        with self._ioc_lock:
+            for process in reversed(self.processes):
+                process.stop(self.stop_timeout)
 
     def __enter__(self) -> SimulatedBeamline:
         return self.start()
