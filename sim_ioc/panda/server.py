@@ -3,6 +3,13 @@
 The protocol logic lives in :mod:`.protocol`; the behaviour in
 :class:`~sim_ioc.panda.device.SimulatedPanda`. This module only moves bytes and
 keeps simulated time in step with the wall clock (125 MHz ticks since start).
+
+One client cannot stall the others: the control parser's work is linear in
+what arrives and bounded per line (:data:`.protocol.control.MAX_LINE`), a
+handler hands the event loop back every :data:`REQUESTS_PER_YIELD` requests,
+and a bad request costs its sender an ``ERR``, never the connection. The
+server tracks its open connections so that ``*SIM.DROP_CONNECTIONS=`` can
+reset them as a network fault would.
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
+import struct
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -35,6 +44,15 @@ MAX_IDLE = 0.005
 MIN_IDLE = 0.001
 #: Bytes a data client may fall behind before the capture ends in overrun.
 OVERRUN_BYTES = 64 * 1024 * 1024
+#: Bytes read from a control client at a time (the parser's work per read is
+#: linear in them).
+CONTROL_READ = 64 * 1024
+#: Requests a control handler answers before letting the event loop run the
+#: other connections: a chunk of empty lines is 64 k requests, some 0.25 s of
+#: work; every 256 a yield keeps the others' waits to about a millisecond.
+REQUESTS_PER_YIELD = 256
+#: SO_LINGER on, zero seconds: close() then sends a TCP reset.
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)
 
 
 @dataclass
@@ -53,17 +71,24 @@ class PandaServer:
         self._servers: list[asyncio.Server] = []
         self._sim_task: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
+        # Open connections' writers, for *SIM.DROP_CONNECTIONS / CONNECTIONS.
+        self._control_writers: set[asyncio.StreamWriter] = set()
+        self._data_writers: set[asyncio.StreamWriter] = set()
 
     def now(self) -> int:
         """The current tick of simulated time."""
         return int((time.monotonic() - self._t0) * TICKS_PER_SECOND)
 
     async def start(self) -> None:
+        """Listen on both ports; a port of 0 becomes the free one chosen."""
         self._t0 = time.monotonic() - self.panda.now / TICKS_PER_SECOND
         self._servers = [
             await asyncio.start_server(self._control, self.host, self.control_port),
             await asyncio.start_server(self._data, self.host, self.data_port),
         ]
+        self.control_port, self.data_port = (
+            s.sockets[0].getsockname()[1] for s in self._servers
+        )
         self._sim_task = asyncio.create_task(self._simulate())
 
     async def stop(self) -> None:
@@ -83,6 +108,27 @@ class PandaServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    # -- connections --------------------------------------------------------------
+
+    def connection_counts(self) -> tuple[int, int]:
+        """How many control and data connections are open."""
+        return len(self._control_writers), len(self._data_writers)
+
+    def drop_connections(self, keep: asyncio.StreamWriter | None = None) -> None:
+        """Reset every open control and data connection except ``keep``'s, as
+        a network fault would: the peer sees a TCP reset, not an orderly
+        close. Their handlers then end as on any lost connection."""
+        for writers in (self._control_writers, self._data_writers):
+            for writer in [w for w in writers if w is not keep]:
+                writers.discard(writer)
+                sock = writer.get_extra_info("socket")
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE
+                        )
+                writer.transport.abort()
 
     # -- simulation ---------------------------------------------------------------
 
@@ -109,23 +155,34 @@ class PandaServer:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         parser = control.ControlParser()
-        session = control.Session()
+        session = control.Session(connections=_Connections(self, writer))
+        self._control_writers.add(writer)
+        replies: list[str] = []
+
+        async def send() -> None:
+            writer.write("".join(replies).encode())
+            replies.clear()
+            await writer.drain()
+            # A write may have scheduled events sooner than we sleep.
+            self._wakeup.set()
+
         try:
-            while chunk := await reader.read(65536):
-                replies = []
+            while chunk := await reader.read(CONTROL_READ):
                 for request in parser.feed(chunk):
                     # Catch up first, but never make a client wait on a
                     # simulation that has fallen behind real time.
                     self.panda.advance(self.now(), EVENT_BUDGET // 10)
                     replies.append(control.respond(self.panda, session, request))
+                    if len(replies) >= REQUESTS_PER_YIELD:
+                        await send()
+                        await asyncio.sleep(0)  # the other connections' turn
                 if replies:
-                    writer.write("".join(replies).encode())
-                    await writer.drain()
-                    # A write may have scheduled events sooner than we sleep.
-                    self._wakeup.set()
+                    await send()
+            # EOF: a line the client left unfinished is dropped unanswered.
         except (ConnectionError, asyncio.CancelledError):
-            pass
+            pass  # the client went away (or the server is stopping)
         finally:
+            self._control_writers.discard(writer)
             writer.close()
 
     # -- data port ----------------------------------------------------------------
@@ -135,11 +192,12 @@ class PandaServer:
     ) -> None:
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         unsubscribe = None
+        self._data_writers.add(writer)
         try:
-            line = (await reader.readline()).decode().strip()
             try:
+                line = (await reader.readline()).decode().strip()
                 options = data.Options.parse(line)
-            except data.OptionsError as e:
+            except ValueError as e:  # bad options, not UTF-8, or a line too long
                 writer.write(f"ERR {e}\n".encode())
                 await writer.drain()
                 return
@@ -195,9 +253,25 @@ class PandaServer:
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
+            self._data_writers.discard(writer)
             if unsubscribe:
                 unsubscribe()
             writer.close()
+
+
+@dataclass(frozen=True)
+class _Connections:
+    """The server's connections as one control connection's session sees
+    them (:class:`.protocol.control.Connections`)."""
+
+    server: PandaServer
+    writer: asyncio.StreamWriter
+
+    def drop_others(self) -> None:
+        self.server.drop_connections(keep=self.writer)
+
+    def counts(self) -> tuple[int, int]:
+        return self.server.connection_counts()
 
 
 async def serve(host: str, control_port: int = 8888, data_port: int = 8889) -> None:

@@ -32,6 +32,15 @@ not a finite number, a negative ``sigma``, a ``period`` that is not positive,
 a non-integer ``seed`` or ``t0``, an unknown axis or channel) are answered
 ``ERR <why>`` and change nothing. A new signal applies from the next ADC
 conversion.
+
+Faults (answered by the control port itself, :mod:`.protocol.control`, as
+they concern the server's sockets rather than the world):
+
+* ``*SIM.DROP_CONNECTIONS=``: reset (TCP RST, as a network fault would) every
+  open control and data connection except the sender's, which gets ``OK``
+  once they are gone: e.g. the IOC's connections, to test its recovery;
+* ``*SIM.CONNECTIONS?``: ``OK =<control> <data>``, how many connections of
+  each port are open (the sender's included).
 """
 
 from __future__ import annotations
@@ -226,7 +235,9 @@ def apply_sim_command(panda: SimulatedPanda, target: str, value: str) -> None:
         panda.engine.set_input(FMC_BLOCK, "RESYNC", 1, ts)
         return
     if verb not in ("MOVE", "POSITION"):
-        raise FieldError(f"Unknown command *SIM.{verb} (MOVE, POSITION, SIGNAL)")
+        raise FieldError(
+            f"Unknown command *SIM.{verb} (MOVE, POSITION, SIGNAL, DROP_CONNECTIONS)"
+        )
     axis = panda.world.axis(name)
     args = value.split()
     match verb, len(args):

@@ -8,21 +8,33 @@ for multi-line values, or ``ERR message``. An error never closes the
 connection.
 
 Besides the PandA's own commands, the simulator answers ``*SIM.`` commands to
-steer its world (documented in :data:`SIM_HELP`); a real PandA answers them
-with ``ERR``.
+steer its world and to inject faults (documented in :data:`SIM_HELP` and
+:mod:`~sim_ioc.panda.world_control`); a real PandA answers them with ``ERR``.
+
+No request, however malformed, goes unanswered or upsets the connection:
+lines and tables are bounded (:data:`MAX_LINE`, :data:`MAX_TABLE_LINES`,
+:data:`MAX_TABLE_BYTES`), and :func:`respond` turns every failure into
+``ERR <why>``. (The real server, whose lines are at most 1023 bytes, drops
+the connection on a longer one: config_server.c, buffered_file.c. The
+simulator answers ``ERR`` and carries on, so a bad client costs one reply.)
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import logging
 import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ..device import IDN, MetadataKind, SimulatedPanda
 from ..fields import FieldError, Group
 from ..world_control import apply_sim_command
+
+log = logging.getLogger(__name__)
 
 _TABLE_WRITE = re.compile(r"^([\w*]+)\.(\w+)<(<?)(B?)(\|?)$")
 
@@ -32,6 +44,8 @@ SIM_HELP = (
     "*SIM.SIGNAL.FMC_IN<ch>=<kind> [param=value ...]  what an ADC channel sees:",
     "    constant|ramp|sine|noise|axis (see docs/simulator.md)",
     "*SIM.TICK?                        the simulation's current tick",
+    "*SIM.DROP_CONNECTIONS=            reset every other control and data connection",
+    "*SIM.CONNECTIONS?                 open connections: <control> <data>",
 )
 
 
@@ -53,48 +67,154 @@ class TableWrite:
     lines: tuple[str, ...]
 
 
-Request = Command | TableWrite
+@dataclass(frozen=True)
+class Malformed:
+    """A request that could not be read: answered ``ERR <why>``."""
+
+    why: str
+
+
+Request = Command | TableWrite | Malformed
+
+#: Longest line (bytes, without its newline) the parser keeps. Real commands
+#: are far shorter (the real server allows 1023 bytes) and so are table
+#: lines: one word a line in ASCII, 76 characters a line in base64 (as
+#: ``TABLE.B?`` gives them and ``pandablocks save/load`` send them back).
+#: Anything longer is discarded as it arrives and answered with one ``ERR``.
+MAX_LINE = 64 * 1024
+#: Most data lines of one table write: the largest table, SEQ's 4096 rows of
+#: 4 words, one word a line, twice over. Past it the rest of the table is
+#: discarded and the write answered ``ERR``.
+MAX_TABLE_LINES = 2 * 4096 * 4
+#: Most bytes of data lines in one table write (the largest real table is
+#: under 200 kB in ASCII): with :data:`MAX_TABLE_LINES` it bounds the memory
+#: one table write holds, which lines alone (up to :data:`MAX_LINE` each)
+#: would not.
+MAX_TABLE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass
+class _PendingTable:
+    """A table write whose data lines are still arriving."""
+
+    block: str
+    name: str  # the field
+    append: bool
+    base64: bool
+    lines: list[str] = field(default_factory=list)
+    size: int = 0  # bytes in `lines`
+    error: str | None = None  # set once the write is refused: lines discarded
 
 
 @dataclass
 class ControlParser:
-    """Split a byte stream into requests."""
+    """Split a byte stream into requests.
 
-    _buffer: bytes = b""
-    _table: tuple[str, str, bool, bool] | None = None
-    _lines: list[str] = field(default_factory=list)
+    The work per :meth:`feed` is linear in the bytes fed: only the start of
+    an unfinished line is kept (at most :data:`MAX_LINE` bytes), and only new
+    data is searched for newlines.
+    """
+
+    _partial: bytearray = field(default_factory=bytearray)
+    _overlong: bool = False  # the unfinished line is past MAX_LINE: discarding
+    _table: _PendingTable | None = None
 
     def feed(self, data: bytes) -> list[Request]:
-        self._buffer += data
-        *lines, self._buffer = self._buffer.split(b"\n")
         out: list[Request] = []
-        for raw in lines:
-            line = raw.decode(errors="replace").rstrip("\r")
-            if self._table is not None:
-                if line:
-                    self._lines.append(line)
-                    continue
-                block, name, append, b64 = self._table
-                out.append(TableWrite(block, name, append, b64, tuple(self._lines)))
-                self._table, self._lines = None, []
-                continue
-            if m := _TABLE_WRITE.match(line):
-                self._table = (
-                    m.group(1),
-                    m.group(2),
-                    bool(m.group(3)),
-                    bool(m.group(4)),
-                )
-                continue
-            out.append(Command(line))
+        start = 0
+        while (end := data.find(b"\n", start)) >= 0:
+            if self._overlong or len(self._partial) + end - start > MAX_LINE:
+                self._line(None, out)
+            elif self._partial:
+                self._partial += data[start:end]
+                self._line(bytes(self._partial), out)
+            else:
+                self._line(data[start:end], out)
+            self._partial.clear()
+            self._overlong = False
+            start = end + 1
+        if not self._overlong:
+            if len(self._partial) + len(data) - start > MAX_LINE:
+                self._overlong = True
+                self._partial.clear()
+            else:
+                self._partial += data[start:]
         return out
+
+    def _line(self, raw: bytes | None, out: list[Request]) -> None:
+        """Handle one whole line (None: one longer than MAX_LINE)."""
+        line, problem = "", None
+        if raw is None:
+            problem = f"Line longer than {MAX_LINE} bytes"
+        else:
+            try:
+                line = raw.decode().rstrip("\r")
+            except UnicodeDecodeError:
+                problem = "Line is not UTF-8 text"
+        if self._table is not None:
+            self._table_line(self._table, line, problem, out)
+        elif problem is not None:
+            out.append(Malformed(problem))
+        elif m := _TABLE_WRITE.match(line):
+            self._table = _PendingTable(
+                m.group(1), m.group(2), bool(m.group(3)), bool(m.group(4))
+            )
+        else:
+            out.append(Command(line))
+
+    def _table_line(
+        self, table: _PendingTable, line: str, problem: str | None, out: list[Request]
+    ) -> None:
+        """A data line of ``table``, or the blank line that ends it."""
+        if not line and problem is None:
+            if table.error is not None:
+                out.append(Malformed(table.error))
+            else:
+                out.append(
+                    TableWrite(
+                        table.block,
+                        table.name,
+                        table.append,
+                        table.base64,
+                        tuple(table.lines),
+                    )
+                )
+            self._table = None
+            return
+        if table.error is not None:
+            return  # refused already: the rest is read and dropped
+        if problem is None and len(table.lines) >= MAX_TABLE_LINES:
+            problem = f"Table longer than {MAX_TABLE_LINES} lines"
+        if problem is None and table.size + len(line) > MAX_TABLE_BYTES:
+            problem = f"Table longer than {MAX_TABLE_BYTES} bytes"
+        if problem is not None:
+            table.error = problem
+            table.lines.clear()
+            return
+        table.lines.append(line)
+        table.size += len(line)
+
+
+class Connections(Protocol):
+    """The server's open connections, as one control connection sees them
+    (``*SIM.DROP_CONNECTIONS=``, ``*SIM.CONNECTIONS?``)."""
+
+    def drop_others(self) -> None:
+        """Reset every open control and data connection but this one."""
+        ...
+
+    def counts(self) -> tuple[int, int]:
+        """How many control and data connections are open."""
+        ...
 
 
 @dataclass
 class Session:
-    """Per-connection state: what ``*CHANGES`` has already reported."""
+    """Per-connection state: what ``*CHANGES`` has already reported, and the
+    server's connections (None without a server: no sockets to drop)."""
 
     reported: dict[str, str | None] = field(default_factory=dict)
+    connections: Connections | None = None
 
 
 def ok(value: str | None = None) -> str:
@@ -106,20 +226,44 @@ def multiline(lines: list[str]) -> str:
 
 
 def respond(panda: SimulatedPanda, session: Session, request: Request) -> str:
-    """Answer one request; never raises for bad input."""
+    """Answer one request; never raises: anything that fails is ``ERR <why>``."""
     try:
+        if isinstance(request, Malformed):
+            raise FieldError(request.why)
         if isinstance(request, TableWrite):
             return _table_write(panda, request)
         return _command(panda, session, request.line.strip())
     except FieldError as e:
         return f"ERR {e}\n"
+    except Exception as e:
+        # A bug, not bad input; one connection's request must still not
+        # take its handler (and the client's next replies) down with it.
+        log.exception("Control request %r failed", _text(request)[:80])
+        return f"ERR internal error: {type(e).__name__}: {e}".replace("\n", " ") + "\n"
+
+
+def _text(request: Request) -> str:
+    """The request as the client sent it (its first line, for a table)."""
+    match request:
+        case Command(line):
+            return line
+        case TableWrite():
+            mode = ("<" if request.append else "") + ("B" if request.base64 else "")
+            return f"{request.block}.{request.field}<{mode}"
+        case Malformed(why):
+            return why
 
 
 def _table_write(panda: SimulatedPanda, req: TableWrite) -> str:
     if req.block.startswith("*"):
         return _system_table_write(panda, req)
+    # The target first, as the server checks it before reading the data.
+    panda.lookup(req.block, req.field)
     if req.base64:
-        raw = base64.b64decode("".join(req.lines))
+        try:
+            raw = base64.b64decode("".join(req.lines))
+        except binascii.Error as e:
+            raise FieldError(f"Invalid base64 table data: {e}") from None
         if len(raw) % 4:
             raise FieldError("Base64 table data not a whole number of words")
         words = list(struct.unpack(f"<{len(raw) // 4}I", raw))
@@ -226,6 +370,9 @@ def _system_get(panda: SimulatedPanda, session: Session, target: str) -> str:
         case "*SIM":
             if rest == "TICK":
                 return ok(str(panda.now))
+            if rest == "CONNECTIONS":
+                n_control, n_data = _connections(session).counts()
+                return ok(f"{n_control} {n_data}")
             if rest == "HELP":
                 return multiline(list(SIM_HELP))
     raise FieldError("Unknown command")
@@ -255,10 +402,21 @@ def _system_put(
         case "*METADATA", key:
             panda.put_metadata(key, value)
             return ok()
+        case "*SIM", "DROP_CONNECTIONS":
+            if value:
+                raise FieldError("*SIM.DROP_CONNECTIONS takes no value")
+            _connections(session).drop_others()
+            return ok()
         case "*SIM", _:
             apply_sim_command(panda, rest, value)
             return ok()
     raise FieldError("Unknown command")
+
+
+def _connections(session: Session) -> Connections:
+    if session.connections is None:
+        raise FieldError("No connections here (not served on a socket)")
+    return session.connections
 
 
 def _describe(panda: SimulatedPanda, rest: str) -> str:
