@@ -45,7 +45,10 @@ def _reason(exc: BaseException) -> str:
 
 
 def stop_and_keep(
-    run: FlyRun, state: dict[str, bool], exc: BaseException
+    run: FlyRun,
+    state: dict[str, bool],
+    exc: BaseException,
+    rows_in_file: Callable[[], int | None] | None = None,
 ) -> MsgGenerator[None]:
     """After ``exc``: stop triggers and motion, disarm, keep what was captured.
 
@@ -55,10 +58,13 @@ def stop_and_keep(
     reports that at our next message; clean-up goes on regardless.
 
     When the PandA is out of reach (:class:`PandaLinkLost`), nothing is put
-    to its blocks (each put would wait out its timeout): the motors are
-    stopped and what its IOC reported written is collected.
+    to its blocks (each put would wait out its timeout; a restarted IOC is
+    only asked to disarm): the motors are stopped, and the rows the PandA's
+    file holds (``rows_in_file``, where this host sees it) are collected, so
+    Tiled lists every row its dead writer flushed.
     """
-    reachable = not isinstance(exc, PandaLinkLost)
+    lost = exc if isinstance(exc, PandaLinkLost) else None
+    reachable = lost is None
     steps: list[Callable[[], MsgGenerator[Any]]] = [
         *(
             (lambda f=f: wait_for_awaitable(_quietly(f.stop())))  # type: ignore[misc]
@@ -72,9 +78,16 @@ def stop_and_keep(
     ]
     if reachable:
         steps.append(lambda: wait_for_awaitable(_quietly(_disarm_and_drain(run.panda))))
+    elif lost is not None and lost.restarted:
+        # A new IOC: the PandA can be disarmed through it (for the next
+        # scan), but the rows of this capture went with the old one.
+        steps.append(lambda: wait_for_awaitable(_quietly(_disarm(run.panda))))
+    # With the IOC gone, the file (where this host sees it) says how many rows
+    # its writer flushed: they are registered too, so Tiled and the file agree.
+    file_rows = rows_in_file() if lost is not None and rows_in_file else None
     if state["declared"]:
         steps += [
-            (lambda n=name, d=devices: bps.collect(*d, name=n))  # type: ignore[misc]
+            (lambda n=name, d=devices: _collect(run.panda, d, n, file_rows))  # type: ignore[misc]
             for name, devices in run.streams.items()
         ]
     for step in steps:
@@ -86,6 +99,31 @@ def stop_and_keep(
         with contextlib.suppress(Exception):
             yield from bps.close_run(exit_status=_exit_status(exc), reason=_reason(exc))
             state["open"] = False
+
+
+def _collect(
+    panda: HDFPanda, devices: list[Any], name: str, file_rows: int | None
+) -> MsgGenerator[Any]:
+    """``bps.collect`` of a stream; with ``file_rows``, the PandA's index is
+    the rows in its file (its IOC, which counted them, is gone)."""
+    if file_rows is None or panda not in devices:
+        return (yield from bps.collect(*devices, name=name))
+
+    async def get_index() -> int:
+        return file_rows
+
+    # The instance attribute shadows the method for this collect only.
+    panda.get_index = get_index  # type: ignore[method-assign]
+    try:
+        return (yield from bps.collect(*devices, name=name))
+    finally:
+        del panda.get_index
+
+
+async def _disarm(panda: HDFPanda, timeout: float = 5.0) -> None:
+    await set_and_wait_for_other_value(
+        panda.pcap.arm, False, panda.pcap.active, False, timeout=timeout
+    )
 
 
 async def _disarm_and_drain(panda: HDFPanda, timeout: float = 5.0) -> None:

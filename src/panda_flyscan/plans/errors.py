@@ -41,11 +41,22 @@ class HealthError(RuntimeError):
 class PandaLinkLost(HealthError):
     """The PandA's IOC stopped answering, or says it lost the PandA."""
 
-    def __init__(self, component: str, message: str, *, ioc_answers: bool) -> None:
+    def __init__(
+        self,
+        component: str,
+        message: str,
+        *,
+        ioc_answers: bool,
+        restarted: bool = False,
+    ) -> None:
         super().__init__(component, message)
-        #: Whether the IOC itself still answers (it lost the PandA), so its
-        #: own records (DATA:CAPTURE) can still be written during clean-up.
+        #: Whether the IOC itself still answers (it lost the PandA, or a new
+        #: one took its place), so its records can be written during clean-up.
         self.ioc_answers = ioc_answers
+        #: A new IOC answers in place of the one the scan armed (which took
+        #: the capture with it): the PandA can be disarmed through it, but no
+        #: more rows will come.
+        self.restarted = restarted
 
 
 class CaptureStalled(HealthError):

@@ -179,7 +179,7 @@ def fly_run(run: FlyRun) -> MsgGenerator[str]:
             task = getattr(status, "task", None)
             if task is not None and not status.done:
                 task.cancel()
-        yield from stop_and_keep(run, state, exc)
+        yield from stop_and_keep(run, state, exc, watch.rows_in_file)
 
     def cleanup() -> MsgGenerator[None]:
         yield from watch.stop()

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
 from bluesky.utils import MsgGenerator
 from ophyd_async.core import SignalR, StandardDetector
 from ophyd_async.epics.core import epics_signal_r
@@ -142,6 +143,8 @@ class Sample:
     #: (NUM_CAPTURED).
     received: int | None = None
     captured: int | None = None
+    #: DATA:CAPTURE, whether the IOC's writer is capturing.
+    capturing: bool | None = None
     #: Free bytes in the PandA's data directory (None: not visible here).
     free_bytes: int | None = None
     detectors: Mapping[str, DetectorSample] = field(default_factory=dict)
@@ -178,6 +181,12 @@ class HealthJudge:
     frames: int = 0
     max_row_gap: float | None = None
     _first_failure: float | None = field(default=None, init=False)
+    _was_capturing: bool = field(default=False, init=False)
+    #: The IOC missed a sample since kickoff (a restart's tell-tale).
+    _gap: bool = field(default=False, init=False)
+    #: The most rows NUM_CAPTURED reported (for messages; unread samples and a
+    #: restarted IOC's zero do not lower it).
+    _most_rows: int | None = field(default=None, init=False)
     _kicked_off: float | None = field(default=None, init=False)
     _captured: _Since = field(default_factory=_Since, init=False)
     _received: _Since = field(default_factory=_Since, init=False)
@@ -198,6 +207,12 @@ class HealthJudge:
             # Its counters were not read: judged on the link alone, so the
             # rows seen and the stall timers keep their last answered state.
             return self._link(s)
+        fault = self._judge(s)
+        if s.captured is not None and fault is None:
+            self._most_rows = max(self._most_rows or 0, s.captured)
+        return fault
+
+    def _judge(self, s: Sample) -> HealthError | None:
         return (
             self._link(s)
             or self._writer(s)
@@ -208,6 +223,7 @@ class HealthJudge:
 
     def _link(self, s: Sample) -> HealthError | None:
         if not s.ioc_answered:
+            self._gap = self._kicked_off is not None
             if self._first_failure is None:
                 self._first_failure = s.t
             if s.t - self._first_failure >= LINK_LOST_AFTER:
@@ -223,6 +239,8 @@ class HealthJudge:
                 )
             return None
         self._first_failure = None
+        if (restarted := self._restarted(s)) is not None:
+            return restarted
         if s.ioc_status is not None and s.ioc_status != "CONNECTED":
             return PandaLinkLost(
                 f"{self.ioc} (IOC to PandA link)",
@@ -236,9 +254,41 @@ class HealthJudge:
             )
         return None
 
+    def _restarted(self, s: Sample) -> HealthError | None:
+        """A new IOC answering in the old one's place (it restarted, e.g.
+        under supervision, faster than the link's bound): its writer is not
+        capturing, or its row counter went back."""
+        last = self._most_rows
+        # Only after a gap: a counter may also reset as a capture starts.
+        went_back = (
+            self._gap
+            and s.captured is not None
+            and last is not None
+            and s.captured < last
+        )
+        stopped = self._was_capturing and s.capturing is False
+        if s.capturing:
+            self._was_capturing = True
+        if not (went_back or stopped) or self._kicked_off is None:
+            return None
+        if s.captured is not None and s.captured >= self.frames and not went_back:
+            return None  # every row is in: the writer may stop
+        return PandaLinkLost(
+            f"{self.ioc} (IOC)",
+            f"the PandA's IOC {self.ioc} restarted during the scan (its writer "
+            f"{'counts rows from 0 again' if went_back else 'is no longer capturing'}"
+            "): the capture this scan armed is lost. The scan was stopped; the "
+            f"rows written before ({self._rows_so_far()}) are kept. Check the "
+            "IOC's log for why it restarted, then run the scan again",
+            ioc_answers=True,
+            restarted=True,
+        )
+
     def _rows_so_far(self) -> str:
-        n = self._captured.value
-        return "none reported" if n is None else f"{n} reported by NUM_CAPTURED"
+        n = self._most_rows
+        if not n:
+            return "as many as the file holds; none reported yet"
+        return f"at least {n}, as NUM_CAPTURED reported"
 
     def _writer(self, s: Sample) -> HealthError | None:
         if s.free_bytes is not None and s.free_bytes < MIN_FREE_BYTES:
@@ -466,6 +516,7 @@ class HealthWatch:
         self._captured: SignalR[Any] = data.num_captured
         self._received = _signal(data, "num_received")
         self._writer_status = _signal(data, "status")
+        self._capturing = _signal(data, "capture")
         self._directory = _signal(data, "hdf_directory")
         self.ioc = _ioc_prefix(self._captured)
         self._ioc_status: SignalR[Any] = epics_signal_r(
@@ -484,6 +535,8 @@ class HealthWatch:
         self._data_dir: Path | None = None
         #: The first fault seen (None: all well so far).
         self.fault: HealthError | None = None
+        #: The PandA's HDF5 file, where this host sees it (None: it does not).
+        self.panda_file: Path | None = None
 
     # -- plan stubs ---------------------------------------------------------------
 
@@ -506,6 +559,23 @@ class HealthWatch:
         """Plan stub: stop sampling and monitoring (idempotent)."""
         yield from wait_for_awaitable(self._stop())
 
+    def rows_in_file(self) -> int | None:
+        """Rows every dataset of the PandA's file holds (the shortest), read
+        as an SWMR reader (a file its dead writer left open is readable so);
+        None where this host does not see the file or it cannot be read."""
+        if self.panda_file is None:
+            return None
+        try:
+            with h5py.File(self.panda_file, "r", swmr=True) as f:
+                lengths = [
+                    len(d)
+                    for d in f.values()
+                    if isinstance(d, h5py.Dataset) and d.ndim == 1
+                ]
+        except (OSError, KeyError):
+            return None
+        return min(lengths) if lengths else None
+
     # -- in the RunEngine's loop ----------------------------------------------------
 
     async def _start(self) -> None:
@@ -519,6 +589,9 @@ class HealthWatch:
             # The IOC's path; checked only where this host sees it too.
             self._data_dir = path if path.is_dir() else None
             self.judge.data_directory = str(path)
+            name = await _read(_signal(self.panda.data, "hdf_file_name"))
+            if self._data_dir is not None and name:
+                self.panda_file = self._data_dir / str(name)
         # Monitored, so collect (which reads them) answers from the cache
         # even once the IOC is gone.
         for signal in (
@@ -572,8 +645,11 @@ class HealthWatch:
                 free = shutil.disk_usage(self._data_dir).free
         if not answered:  # the cached counters are stale: judge the link alone
             return Sample(t, ioc_answered=False, ioc_error=error, free_bytes=free)
-        captured, received, writer_status = await asyncio.gather(
-            _read(self._captured), _read(self._received), _read(self._writer_status)
+        captured, received, writer_status, capturing = await asyncio.gather(
+            _read(self._captured),
+            _read(self._received),
+            _read(self._writer_status),
+            _read(self._capturing),
         )
         detectors = {
             name: DetectorSample(frames=await _read(signal), period=period)
@@ -586,6 +662,7 @@ class HealthWatch:
             writer_status=None if writer_status is None else str(writer_status),
             received=None if received is None else int(received),
             captured=None if captured is None else int(captured),
+            capturing=None if capturing is None else bool(capturing),
             free_bytes=free,
             detectors=detectors,
             motors=motors,

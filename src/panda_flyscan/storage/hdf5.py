@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import h5py
@@ -10,6 +11,8 @@ import numpy as np
 from ..polling import poll_until
 
 __all__ = ["read_datasets"]
+
+log = logging.getLogger(__name__)
 
 
 def read_datasets(path: Path, *names: str, timeout: float = 10.0) -> list[np.ndarray]:
@@ -20,10 +23,15 @@ def read_datasets(path: Path, *names: str, timeout: float = 10.0) -> list[np.nda
     would succeed, and a plain open right after it could still race the
     close), so retry a plain open until ``timeout``: on return the file is
     closed.
+
+    A file its writer never closed (the IOC killed mid-scan) stays flagged
+    open for writing, and a plain open refuses it for good. After ``timeout``
+    it is read as an SWMR reader (which ignores the flag and sees every row
+    the writer flushed), with a warning; the file itself is not modified.
     """
 
-    def read() -> tuple[list[np.ndarray]]:
-        with h5py.File(path, "r") as f:
+    def read(swmr: bool = False) -> tuple[list[np.ndarray]]:
+        with h5py.File(path, "r", swmr=swmr) as f:
             out = []
             for name in names:
                 dataset = f[name]
@@ -32,6 +40,20 @@ def read_datasets(path: Path, *names: str, timeout: float = 10.0) -> list[np.nda
                 out.append(np.asarray(dataset[()]))
         return (out,)  # a true value even with no names
 
-    # On time-out the last OSError is re-raised, as the file still refuses.
-    (arrays,) = poll_until(read, timeout=timeout, retry_on=(OSError,))
+    try:
+        (arrays,) = poll_until(read, timeout=timeout, retry_on=(OSError,))
+    except OSError as exc:
+        if not path.exists():
+            raise
+        try:
+            (arrays,) = read(swmr=True)
+        except OSError:
+            raise exc from None  # the plain open's reason is the useful one
+        log.warning(
+            "%s is still flagged open by its writer after %g s (%s); read as an "
+            "SWMR reader: the rows its writer flushed",
+            path,
+            timeout,
+            exc,
+        )
     return arrays

@@ -191,6 +191,7 @@ class SimulatedBeamline:
         self._on_restart = on_restart
         #: Every IOC restart (by the supervisor or :meth:`restart_ioc`), in order.
         self.restarts: list[IocRestart] = []
+        self._restart_seen = threading.Condition()
         self._ioc_lock = threading.RLock()
         self._supervisor: IocSupervisor | None = None
         self._stopping = False
@@ -483,8 +484,21 @@ class SimulatedBeamline:
             restart = IocRestart(
                 reason, old.pid, new_pid, started_at, time.monotonic() - t0, error
             )
-            self.restarts.append(restart)
+            with self._restart_seen:
+                self.restarts.append(restart)
+                self._restart_seen.notify_all()
             return restart
+
+    def wait_for_restart(self, after: int, timeout: float) -> IocRestart:
+        """The first restart after the first ``after`` ones (``after =
+        len(beamline.restarts)`` taken before a fault), waiting up to
+        ``timeout`` seconds; BeamlineError if none came."""
+        with self._restart_seen:
+            if not self._restart_seen.wait_for(
+                lambda: len(self.restarts) > after, timeout
+            ):
+                raise BeamlineError(f"the IOC was not restarted within {timeout:g} s")
+            return self.restarts[after]
 
     def restart_ioc(
         self, reason: str = "requested", *, kill: bool = False
