@@ -5,6 +5,7 @@ works once the supervisor has restarted the IOC on the same ports."""
 
 from __future__ import annotations
 
+import socket
 import time
 
 import numpy as np
@@ -37,6 +38,7 @@ def _assert_rows_kept(faults: FaultEnv, uid: str) -> int:
 
 def _next_scan_works(faults: FaultEnv) -> None:
     faults.docs.clear()
+    faults.rows_flowing.clear()
     (uid,) = faults.RE(time_scan(faults.devices.panda, 200, 1e-3))
     [stop] = faults.of("stop")
     assert stop["exit_status"] == "success", stop
@@ -66,3 +68,77 @@ def test_ioc_killed_mid_scan(faults: FaultEnv) -> None:
     assert restart.ok and restart.old_pid == old_pid and "exited" in restart.reason
     print(f"  rows kept {rows}; {restart.describe()}")
     _next_scan_works(faults)
+
+
+def control(host: str, *lines: bytes, timeout: float = 10.0) -> list[str]:
+    """Send raw lines to the simulated PandA's control port as a second
+    client; the reply lines (one per request)."""
+    with socket.create_connection((host, 8888), timeout=timeout) as sock:
+        for line in lines:
+            sock.sendall(line + b"\n")
+        replies: list[str] = []
+        buffer = b""
+        while len(replies) < len(lines):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            buffer += chunk
+            *done, buffer = buffer.split(b"\n")
+            replies += [d.decode(errors="replace") for d in done]
+        return replies
+
+
+def test_panda_connection_dropped_mid_scan(faults: FaultEnv) -> None:
+    """The simulator resets the IOC's TCP connections, as a network fault
+    would: PandABlocks-ioc 0.11 never reconnects, so the supervisor restarts
+    it (its log says it lost the PandA)."""
+    sim = faults.sim
+    restarts = len(sim.restarts)
+    fault = faults.during(
+        faults.rows_flowing,
+        lambda: control(sim.panda_host, b"*SIM.DROP_CONNECTIONS="),
+    )
+    with pytest.raises(PandaLinkLost) as raised:
+        faults.RE(time_scan(faults.devices.panda, 20_000, 1e-3))
+    took = time.monotonic() - fault.done()
+    print(f"\nconnection dropped: the plan ended {took:.1f} s later: {raised.value}")
+    assert took <= ENDS_WITHIN
+    assert sim.ioc_prefix in raised.value.component
+    [start], [stop] = faults.of("start"), faults.of("stop")
+    assert stop["exit_status"] == "fail" and "PandaLinkLost" in stop["reason"]
+    rows = _assert_rows_kept(faults, start["uid"])
+    assert 0 < rows < 20_000
+    restart = sim.wait_for_restart(restarts, timeout=60)
+    assert restart.ok and "lost its PandA" in restart.reason, restart
+    print(f"  rows kept {rows}; {restart.describe()}")
+    _next_scan_works(faults)
+
+
+def test_garbage_on_the_control_port_during_a_scan(faults: FaultEnv) -> None:
+    """A second client sends binary garbage, a 1 MB line, malformed tables
+    and repeated ARMs while a scan runs: each gets ERR, the scan completes
+    with every row, and the IOC keeps its connection."""
+    sim = faults.sim
+    restarts = len(sim.restarts)
+    garbage = [
+        bytes(range(256)).replace(b"\n", b""),
+        b"x" * (1 << 20),
+        b"SEQ1.TABLE<B\n!!!not base64!!!\n",
+        b"NOSUCH1.TABLE<\n1 2 3\n",
+        b"*PCAP.ARM=",
+        b"*PCAP.ARM=",
+    ]
+    replies: list[str] = []
+    fault = faults.during(
+        faults.rows_flowing, lambda: replies.extend(control(sim.panda_host, *garbage))
+    )
+    frames = 3000
+    (uid,) = faults.RE(time_scan(faults.devices.panda, frames, 1e-3))
+    fault.done()
+    print(f"\ngarbage answered: {[r[:60] for r in replies]}")
+    assert len(replies) == len(garbage)
+    assert all(r.startswith("ERR") for r in replies), replies
+    [stop] = faults.of("stop")
+    assert stop["exit_status"] == "success"
+    assert _assert_rows_kept(faults, uid) == frames
+    assert len(sim.restarts) == restarts  # the IOC never lost its PandA

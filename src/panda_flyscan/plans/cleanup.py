@@ -112,12 +112,15 @@ def _collect(
     async def get_index() -> int:
         return file_rows
 
-    # The instance attribute shadows the method for this collect only.
-    panda.get_index = get_index  # type: ignore[method-assign]
+    # An instance attribute shadows the method for this collect only. Set past
+    # Device.__setattr__, which reserves bluesky's protocol names: the IOC
+    # that would answer get_index is gone, and bluesky's collect has no other
+    # way to be told the index.
+    object.__setattr__(panda, "get_index", get_index)
     try:
         return (yield from bps.collect(*devices, name=name))
     finally:
-        del panda.get_index
+        vars(panda).pop("get_index", None)
 
 
 async def _disarm(panda: HDFPanda, timeout: float = 5.0) -> None:

@@ -18,6 +18,7 @@ component, instead of a bare timeout tens of seconds later.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +40,14 @@ from .cleanup import stop_and_keep
 from .dropped_triggers import DroppedTriggersWatch
 from .errors import HealthError, PandaLinkLost, PlanArgumentError
 from .health import HealthWatch
-from .prechecks import check_data_directories, prime_datasets
+from .prechecks import (
+    check_data_directories,
+    check_free_space,
+    panda_row_bytes,
+    prime_datasets,
+)
+
+log = logging.getLogger(__name__)
 
 __all__ = ["FLUSH_PERIOD", "FlyRun", "Flyer", "fly_run", "flyer", "motor_flyer"]
 
@@ -107,7 +115,7 @@ def fly_run(run: FlyRun) -> MsgGenerator[str]:
     all_detectors = [panda, *detectors]
     flyer_devices = [f.device for f in run.flyers]
     stageable = [*all_detectors, *flyer_devices]
-    state = {"open": False, "declared": False}
+    state = {"open": False, "declared": False, "failed": False}
     dropped = DroppedTriggersWatch(
         [(d, i) for d, i in run.detectors if d not in run.late_kickoff]
     )
@@ -179,23 +187,40 @@ def fly_run(run: FlyRun) -> MsgGenerator[str]:
             task = getattr(status, "task", None)
             if task is not None and not status.done:
                 task.cancel()
+        state["failed"] = True
         yield from stop_and_keep(run, state, exc, watch.rows_in_file)
 
-    def cleanup() -> MsgGenerator[None]:
-        yield from watch.stop()
+    def unstage() -> MsgGenerator[Any]:
         fault = watch.fault
         if isinstance(fault, PandaLinkLost) and not fault.ioc_answers:
             # Unstaging the PandA writes to its IOC, which is gone: each put
             # would wait out its timeout. The others are unstaged as usual.
-            yield from bps.unstage_all(*(d for d in stageable if d is not panda))
-        else:
-            yield from bps.unstage_all(*stageable)
+            return (
+                yield from bps.unstage_all(*(d for d in stageable if d is not panda))
+            )
+        return (yield from bps.unstage_all(*stageable))
+
+    def cleanup() -> MsgGenerator[None]:
+        steps: list[Callable[[], MsgGenerator[Any]]] = [watch.stop, unstage]
         if run.restore is not None:
-            yield from run.restore()
+            steps.append(run.restore)
+        for step in steps:
+            if state["failed"]:
+                yield from _shielded(step)
+            else:
+                yield from step()
 
     # Before anything is staged or opened: a writer that cannot write is a
     # bad argument, not a failed run.
     yield from wait_for_awaitable(check_data_directories(panda, detectors))
+    yield from wait_for_awaitable(
+        check_free_space(
+            panda,
+            _frames(run.panda_info),
+            panda_row_bytes(run.settings),
+            [(det, _frames(info)) for det, info in run.detectors],
+        )
+    )
     return (
         yield from _contingency(body, on_error, cleanup)  # type: ignore[misc]
     )
@@ -262,8 +287,7 @@ def motor_flyer(motor: Any, info: Any) -> Flyer:
 def _health_watch(run: FlyRun) -> HealthWatch:
     """The watch of ``run``'s dependencies: the PandA, the externally
     triggered detectors (frames against the PandA's rows), the motors."""
-    events = run.panda_info.number_of_events
-    frames = events if isinstance(events, int) else sum(events)
+    frames = _frames(run.panda_info)
     return HealthWatch(
         run.panda,
         detectors=[
@@ -278,3 +302,23 @@ def _health_watch(run: FlyRun) -> HealthWatch:
         frames=frames,
         max_row_gap=run.max_row_gap,
     )
+
+
+def _frames(info: TriggerInfo) -> int:
+    """Frames (collections) a TriggerInfo asks for."""
+    events = info.number_of_events
+    n = events if isinstance(events, int) else sum(events)
+    return n * info.collections_per_event
+
+
+def _shielded(step: Callable[[], MsgGenerator[Any]]) -> MsgGenerator[None]:
+    """A clean-up step after an error: a status the error abandoned (a
+    flyer's ``complete``, cancelled) fails, and the RunEngine throws that into
+    whatever message comes next; the step is then run once more, and a second
+    failure only logged, so the error that ended the scan is the one raised."""
+    for attempt in (1, 2):
+        try:
+            yield from step()
+            return
+        except Exception as exc:
+            log.warning("clean-up (%s, attempt %d): %r", step.__name__, attempt, exc)

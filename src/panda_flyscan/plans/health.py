@@ -57,6 +57,7 @@ from .errors import (
     PandaLinkLost,
     WriterFailed,
 )
+from .prechecks import FREE_SPACE_FLOOR
 
 __all__ = [
     "DETECTOR_STALL_AFTER",
@@ -92,8 +93,8 @@ DETECTOR_STALL_AFTER = 3.0
 #: No new row for the plan's longest expected gap plus this: stalled.
 ROW_STALL_MARGIN = 3.0
 #: Less free space than this in the data directory: stop before the writer
-#: fails mid-row.
-MIN_FREE_BYTES = 1 << 20
+#: fails mid-row (the floor the pre-run check keeps free).
+MIN_FREE_BYTES = FREE_SPACE_FLOOR
 
 #: Motor record MSTA bits (zero-based).
 MSTA_PLUS_LS = 1 << 2

@@ -9,7 +9,10 @@ write where its path provider points. Each problem is a
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from ophyd_async.core import Settings, StandardDetector
@@ -21,11 +24,23 @@ from ..devices.capture import capture_settings, parse_field
 from .errors import PlanArgumentError
 
 __all__ = [
+    "FREE_SPACE_FLOOR",
     "check_blocks",
     "check_data_directories",
+    "check_free_space",
     "check_panda_settings",
     "prime_datasets",
 ]
+
+
+#: Bytes that must stay free in a data directory beyond a scan's data: the
+#: health watch stops a scan when free space falls below this, before a
+#: writer fails mid-row.
+FREE_SPACE_FLOOR = 1 << 20
+#: Bytes per PandA row and captured dataset (the IOC writes float64/int64).
+PANDA_BYTES_PER_VALUE = 8
+#: Room for HDF5 metadata and chunk rounding: the estimate times this.
+ESTIMATE_MARGIN = 1.1
 
 
 async def check_panda_settings(
@@ -174,3 +189,101 @@ async def prime_datasets(
             await asyncio.sleep(0.02)  # the IOC posts no event for "both columns"
     finally:
         await panda.data.capture.set(False)
+
+
+def panda_row_bytes(settings: Settings[HDFPanda]) -> int:
+    """Bytes the PandA's file takes per row with these capture settings (one
+    dataset per word of a ``*_capture`` value: "Min Max Mean" is three)."""
+    values = 0
+    for signal, value in settings.items():
+        name = signal.name
+        word = str(getattr(value, "value", value))  # an enum's value
+        if name.endswith("_capture") and word not in ("No", ""):
+            values += len(word.split())
+    return max(values, 1) * PANDA_BYTES_PER_VALUE
+
+
+async def check_free_space(
+    panda: HDFPanda,
+    rows: int,
+    row_bytes: int,
+    detectors: Sequence[tuple[StandardDetector, int]] = (),
+) -> None:
+    """Refuse a scan whose data will not fit: the PandA's ``rows`` x
+    ``row_bytes`` and each detector's frames x its frame size (from its
+    driver's array size and data type), summed per filesystem, against the
+    free space there less :data:`FREE_SPACE_FLOOR`.
+
+    Only directories this host sees are checked (a writer on another host
+    sees its own disks: the health watch cannot check those either).
+    """
+    needs: list[tuple[Path, int, str]] = []
+    provider = getattr(panda, "path_provider", None)
+    if provider is not None:
+        directory = _writable_ancestor(provider(panda.name))
+        needs.append((directory, rows * row_bytes, f"the PandA's {rows} rows"))
+    for det, frames in detectors:
+        frame = await _frame_bytes(det)
+        for logic in detector_data_logics(det):
+            provider = getattr(logic, "path_provider", None)
+            if provider is not None and frame:
+                directory = _writable_ancestor(provider(det.name))
+                needs.append(
+                    (directory, frames * frame, f"{det.name}'s {frames} frames")
+                )
+    by_device: dict[int, tuple[Path, int, list[str]]] = {}
+    for directory, need, what in needs:
+        existing = _existing(Path(directory))
+        if existing is None:
+            continue
+        dev = os.stat(existing).st_dev
+        where, total, whats = by_device.get(dev, (existing, 0, []))
+        by_device[dev] = (where, total + need, [*whats, what])
+    for where, total, whats in by_device.values():
+        need = int(total * ESTIMATE_MARGIN) + FREE_SPACE_FLOOR
+        free = shutil.disk_usage(where).free
+        if free < need:
+            raise PlanArgumentError(
+                f"not enough free space in {where}: the scan needs about "
+                f"{_mb(need)} ({' and '.join(whats)}, with {_mb(FREE_SPACE_FLOOR)} "
+                f"kept free) but {_mb(free)} are free. Free space there, point the "
+                "path provider at a bigger disk, or plan fewer points"
+            )
+
+
+def _existing(path: Path) -> Path | None:
+    """``path`` or its nearest existing ancestor (None: none visible)."""
+    for candidate in (path, *path.parents):
+        if candidate.is_dir():
+            return candidate if candidate != Path(candidate.anchor) else None
+    return None
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+async def _frame_bytes(det: StandardDetector) -> int:
+    """Bytes of one frame of an areaDetector-style detector (0: unknown)."""
+    driver = getattr(det, "driver", None)
+    try:
+        x, y, kind = await asyncio.gather(
+            driver.array_size_x.get_value(),  # type: ignore[union-attr]
+            driver.array_size_y.get_value(),  # type: ignore[union-attr]
+            driver.data_type.get_value(),  # type: ignore[union-attr]
+        )
+    except Exception:  # not an areaDetector driver, or no such records
+        return 0
+    itemsize = {
+        "Int8": 1,
+        "UInt8": 1,
+        "Int16": 2,
+        "UInt16": 2,
+        "Int32": 4,
+        "UInt32": 4,
+        "Int64": 8,
+        "UInt64": 8,
+        "Float32": 4,
+        "Float64": 8,
+    }
+    return int(x) * max(int(y), 1) * itemsize.get(str(getattr(kind, "value", kind)), 8)
