@@ -288,7 +288,7 @@ class HealthJudge:
     def _rows_so_far(self) -> str:
         n = self._most_rows
         if not n:
-            return "as many as the file holds; none reported yet"
+            return "all that the file holds"
         return f"at least {n}, as NUM_CAPTURED reported"
 
     def _writer(self, s: Sample) -> HealthError | None:
