@@ -4,12 +4,19 @@ Pure and clock-free: positions are functions of the FPGA tick count, so the
 same world drives the real-time simulator and deterministic unit tests. An axis
 moves in segments of constant velocity or, for the simulated motor's
 trapezoidal moves (:func:`trapezoid`, :func:`stopping`), constant acceleration.
+
+An axis also carries the fault injected on the motor that drives it
+(:class:`MotorFault`, set by ``*SIM.MOTOR_FAULT``): a stall stops it at once,
+a limit switch stops it (:meth:`Axis.set_fault`) and cuts short the motor's
+later moves into the switch (:func:`limit_stop`). What the motor record shows
+of it is :mod:`sim_ioc.motor`'s.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 TICKS_PER_SECOND = 125_000_000
 
@@ -43,6 +50,52 @@ class Segment:
         return self.velocity + self.acceleration * (ts - self.t0)
 
 
+class FaultKind(StrEnum):
+    """The faults ``*SIM.MOTOR_FAULT.<axis>=<kind>`` injects on an axis's motor."""
+
+    #: No fault: the motor works.
+    NONE = "none"
+    #: Stuck where it is, and never reports done (a stuck amplifier).
+    STALL = "stall"
+    #: Stuck where it is; the controller detects it and reports done.
+    STALL_REPORTED = "stall_reported"
+    #: On the limit switch at the axis's positive (counts increasing) end.
+    HIGH_LIMIT = "high_limit"
+    #: On the limit switch at the negative end.
+    LOW_LIMIT = "low_limit"
+
+
+@dataclass(frozen=True)
+class MotorFault:
+    """The fault on the motor that drives an axis.
+
+    For a limit switch, ``trip`` is where it is, in axis units: the switch is
+    on at positions at or beyond it (``>= trip`` for the high one, ``<=`` for
+    the low one), so the motor leaves it by moving back past ``trip``, and
+    runs into it again if it comes back.
+    """
+
+    kind: FaultKind = FaultKind.NONE
+    trip: float = 0.0
+
+    @property
+    def stalled(self) -> bool:
+        """Whether the motor cannot move at all."""
+        return self.kind in (FaultKind.STALL, FaultKind.STALL_REPORTED)
+
+    @property
+    def limit_sign(self) -> int:
+        """+1 for the high limit switch, -1 for the low one, 0 without one."""
+        if self.kind is FaultKind.HIGH_LIMIT:
+            return 1
+        return -1 if self.kind is FaultKind.LOW_LIMIT else 0
+
+    def switch_on(self, position: float) -> bool:
+        """Whether the limit switch (if any) is on at ``position``."""
+        sign = self.limit_sign
+        return sign != 0 and (position - self.trip) * sign >= 0
+
+
 @dataclass
 class Axis:
     """A motion axis whose position is a piecewise-linear function of time."""
@@ -51,6 +104,12 @@ class Axis:
     segments: list[Segment] = field(default_factory=list)
     #: Bumped whenever the motion is replanned, so readers can notice.
     generation: int = 0
+    #: The fault injected on its motor (:meth:`set_fault`).
+    fault: MotorFault = MotorFault()
+    #: How hard a limit switch stops it (units/s², ``math.inf``: at once):
+    #: its motor sets it to the deceleration of each move it plans, so a
+    #: switch injected mid-move stops it as its motor would.
+    limit_deceleration: float = math.inf
 
     def position(self, ts: int) -> float:
         seg = self.segment_at(ts)
@@ -92,6 +151,29 @@ class Axis:
 
     def set_position(self, ts: int, position: float) -> None:
         self.set_motion(ts, [Segment(ts, position, 0.0, math.inf)])
+
+    def set_fault(self, ts: int, kind: FaultKind) -> None:
+        """Inject ``kind`` on the axis's motor from tick ``ts``.
+
+        A stall stops the axis at once, where it is. A limit switch
+        decelerates it at :attr:`limit_deceleration`, and is placed so that
+        the axis comes to rest on it: at the position of tick ``ts`` or, if
+        the axis was moving away from that end, where it comes to rest. None
+        clears the fault and leaves the motion as it is (at rest, unless a
+        ``*SIM`` move moves it).
+        """
+        if kind is FaultKind.NONE:
+            self.fault = MotorFault()
+            return
+        if kind in (FaultKind.STALL, FaultKind.STALL_REPORTED):
+            self.fault = MotorFault(kind)
+            self.set_motion(ts, stopping(self, ts, math.inf))
+            return
+        segments = stopping(self, ts, self.limit_deceleration)
+        here, rest = self.position(ts), segments[-1].p0
+        trip = min(here, rest) if kind is FaultKind.HIGH_LIMIT else max(here, rest)
+        self.fault = MotorFault(kind, trip)
+        self.set_motion(ts, segments)
 
     def velocity(self, ts: int) -> float:
         """Velocity at tick ``ts``, in units per tick."""
@@ -239,7 +321,11 @@ def trapezoid(
 def stopping(axis: Axis, ts: int, acceleration: float) -> list[Segment]:
     """Segments that bring ``axis`` to rest from its motion at tick ``ts``,
     decelerating at ``acceleration`` (units/s², ``math.inf``: at once)."""
-    p, v = axis.position(ts), axis.velocity(ts)
+    return _stop_from(ts, axis.position(ts), axis.velocity(ts), acceleration)
+
+
+def _stop_from(ts: int, p: float, v: float, acceleration: float) -> list[Segment]:
+    """:func:`stopping` from position ``p`` and velocity ``v`` (per tick)."""
     if v == 0 or math.isinf(acceleration):
         return [Segment(ts, p, 0.0, math.inf)]
     a = acceleration / TICKS_PER_SECOND**2
@@ -249,6 +335,54 @@ def stopping(axis: Axis, ts: int, acceleration: float) -> list[Segment]:
         Segment(ts, p, v, ts + ticks, -v / ticks),
         Segment(ts + ticks, stop, 0.0, math.inf),
     ]
+
+
+def limit_stop(
+    segments: list[Segment], fault: MotorFault, acceleration: float
+) -> list[Segment]:
+    """``segments``, a planned motion, stopped by ``fault``'s limit switch.
+
+    From the first tick the motion goes further into the switch while it is
+    on (crossing ``trip`` towards the switch's end, or moving that way from
+    on it), it decelerates at ``acceleration`` (units/s², ``math.inf``: at
+    once) instead, as the controller stops a motor at a limit switch: a move
+    that starts on the switch and heads further in does not move at all.
+    Moving away is left alone. Without a limit switch, ``segments`` as they
+    are. Every segment the motor plans keeps one direction and all but the
+    last (at rest) end, which is what this relies on.
+    """
+    sign = fault.limit_sign
+    if not sign:
+        return segments
+    for i, seg in enumerate(segments):
+        end = min(seg.t1, segments[i + 1].t0) if i + 1 < len(segments) else seg.t1
+        if math.isinf(end):
+            continue  # the plan's final rest (or an endless drift, not planned)
+        t_end = math.ceil(end)
+        if (seg.position(t_end) - seg.p0) * sign <= 0:
+            continue  # at rest or moving away from the switch
+        if fault.switch_on(seg.p0):
+            hit = seg.t0
+        elif fault.switch_on(seg.position(t_end)):
+            # The position is monotonic within the segment: bisect for the
+            # first tick on the switch.
+            lo, hit = seg.t0, t_end
+            while hit - lo > 1:
+                mid = (lo + hit) // 2
+                if fault.switch_on(seg.position(mid)):
+                    hit = mid
+                else:
+                    lo = mid
+        else:
+            continue
+        plan = Axis("plan", segments)
+        kept = segments[:i]
+        if hit > seg.t0:
+            kept.append(Segment(seg.t0, seg.p0, seg.velocity, hit, seg.acceleration))
+        return kept + _stop_from(
+            hit, plan.position(hit), plan.velocity(hit), acceleration
+        )
+    return segments
 
 
 @dataclass

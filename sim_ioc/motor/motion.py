@@ -16,9 +16,18 @@ from typing import Any
 
 from .. import ca
 from ..panda.server import EVENT_BUDGET, PandaServer
-from ..world import TICKS_PER_SECOND, stopping, trapezoid
+from ..world import TICKS_PER_SECOND, FaultKind, limit_stop, stopping, trapezoid
 from .config import MotorConfig
-from .record import MSTA_DIRECTION, MSTA_DONE, MSTA_ENCODER, MSTA_MOVING, MotorRecord
+from .record import (
+    MSTA_DIRECTION,
+    MSTA_DONE,
+    MSTA_ENCODER,
+    MSTA_MINUS_LS,
+    MSTA_MOVING,
+    MSTA_PLUS_LS,
+    MSTA_SLIP_STALL,
+    MotorRecord,
+)
 
 __all__ = ["SimMotor"]
 
@@ -35,7 +44,8 @@ class SimMotor:
     ``server``'s simulated world.
 
     :attr:`pvs` is its part of the CA server's database; :meth:`run` keeps the
-    readbacks up to date and must run while it is served.
+    readbacks up to date and must run while it is served (tests on simulated
+    time call :meth:`refresh` instead).
     """
 
     def __init__(
@@ -50,6 +60,7 @@ class SimMotor:
         self._waiters: list[asyncio.Future[None]] = []
         self._commanded = False  # a move of ours is under way
         self._stopping = False  # ...and was told to stop
+        self._stuck = False  # ...and was seen stalled (silently)
         self._wake = asyncio.Event()
         self.fields = f = MotorRecord(
             record, config, self.dial_position(server.now()), self
@@ -131,11 +142,19 @@ class SimMotor:
         # The axis is in counts: scale speeds and accelerations to counts.
         speed = abs(velo) * cfg.resolution
         acceleration = math.inf if accl <= 0 else speed / accl
+        # A limit switch injected mid-move stops the axis as this move would.
+        self.axis.limit_deceleration = acceleration
+        fault = self.axis.fault
+        if fault.stalled:
+            return  # stuck: neither a move nor a stop changes anything
         segments = stopping(self.axis, ts, acceleration)
         if dial_target is not None:
             rest = segments[-1]
             target = dial_target * cfg.resolution + cfg.offset
             segments[-1:] = trapezoid(rest.t0, rest.p0, target, speed, acceleration)
+        # The controller stops at a limit switch; a move further into one
+        # does not start.
+        segments = limit_stop(segments, fault, acceleration)
         self.axis.set_motion(ts, segments)
         self.server.panda.resync_encoders()
 
@@ -145,6 +164,7 @@ class SimMotor:
         ts = self._sync()
         self._plan(ts, dial_target)
         self._commanded, self._stopping = True, False
+        self._stuck = self.axis.fault.kind is FaultKind.STALL
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         await self.fields.dval.post(dial_target)
@@ -280,49 +300,92 @@ class SimMotor:
     async def _publish(self, ts: int) -> bool:
         """Post readbacks for tick ``ts``; returns whether the axis moves."""
         dial = self.dial_position(ts)
+        position = self.axis.position(ts)
         velocity = self.axis.velocity(ts)
+        fault = self.axis.fault
         moving = velocity != 0
+        # A stuck amplifier: at rest, but the controller reports it moving.
+        stuck = fault.kind is FaultKind.STALL and self._commanded
+        self._stuck |= stuck
+        movn = moving or stuck
         if moving:
             await self.fields.tdir.post(int((velocity > 0) == (self._sign > 0)))
         await self.fields.drbv.post(dial)
         await self.fields.rbv.post(self._user(dial))
         await self.fields.rrbv.post(self._steps(dial))
-        await self.fields.rep.post(math.floor(self.axis.position(ts) + 1e-9))
-        await self.fields.movn.post(int(moving))
-        msta = MSTA_ENCODER | (MSTA_MOVING if moving else MSTA_DONE)
+        await self.fields.rep.post(math.floor(position + 1e-9))
+        await self.fields.movn.post(int(movn))
+        msta = MSTA_ENCODER | (MSTA_MOVING if movn else MSTA_DONE)
         if int(self.fields.tdir.value):
             msta |= MSTA_DIRECTION
+        # The controller's switches are in counts' direction (raw).
+        on = fault.switch_on(position)
+        plus, minus = on and fault.limit_sign > 0, on and fault.limit_sign < 0
+        msta |= (MSTA_PLUS_LS if plus else 0) | (MSTA_MINUS_LS if minus else 0)
+        if fault.kind is FaultKind.STALL_REPORTED:
+            msta |= MSTA_SLIP_STALL
         await self.fields.msta.post(msta)
+        # HLS/LLS are the user's high and low, as the motor record maps them:
+        # swapped when DIR=Neg or a negative MRES (resolution) flips the axis.
+        if (self._sign > 0) != (self.config.resolution > 0):
+            plus, minus = minus, plus
+        await self.fields.hls.post(int(plus))
+        await self.fields.lls.post(int(minus))
         return moving
+
+    def _cut_short(self, ts: int) -> bool:
+        """Whether a limit switch holds the axis short of the record's target."""
+        fault, position = self.axis.fault, self.axis.position(ts)
+        cfg = self.config
+        target = float(self.fields.dval.value) * cfg.resolution + cfg.offset
+        return (
+            fault.switch_on(position) and (target - position) * fault.limit_sign > 1e-6
+        )
 
     async def _finish_if_done(self, ts: int) -> None:
         end = self.axis.end_of_motion()
         if not self._commanded or end is None or ts < end:
             return
+        kind = self.axis.fault.kind
+        if kind is FaultKind.STALL:
+            return  # the stuck amplifier never reports the move done
         self._commanded = False
-        if self._stopping:
-            # As the motor record: VAL is where it stopped.
-            dial = self.dial_position(ts)
+        dial = self.dial_position(ts)
+        # At least a count from the target.
+        off = abs(dial - float(self.fields.dval.value)) * abs(self.config.resolution)
+        if off < 1:
+            await self.fields.miss.post(0)
+        elif kind is FaultKind.STALL_REPORTED:
+            # The record retries a move that ended short, in vain: MISS.
+            await self.fields.miss.post(1)
+        # As the motor record: VAL is where it stopped after a STOP or a
+        # limit switch; and here after a silent stall is cleared too.
+        if self._stopping or self._stuck or self._cut_short(ts):
             await self.fields.dval.post(dial)
             await self.fields.val.post(self._user(dial))
-            self._stopping = False
+        self._stopping = self._stuck = False
         await self.fields.dmov.post(1)
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
 
+    async def refresh(self, ts: int) -> float:
+        """Bring the fields up to tick ``ts`` (readbacks, the end of a move);
+        returns the seconds until the next refresh is due."""
+        moving = await self._publish(ts)
+        await self._finish_if_done(ts)
+        delay = MOVING_POLL if moving or self._commanded else IDLE_POLL
+        end = self.axis.end_of_motion()
+        if self._commanded and end is not None and end > ts:
+            # Wake exactly when the move ends, so DMOV is not late.
+            delay = min(delay, (end - ts) / TICKS_PER_SECOND)
+        return delay
+
     async def run(self) -> None:
         """Keep the readbacks current (fast while moving) until cancelled."""
         while True:
-            ts = self.server.now()
-            moving = await self._publish(ts)
-            await self._finish_if_done(ts)
-            delay = MOVING_POLL if moving or self._commanded else IDLE_POLL
-            end = self.axis.end_of_motion()
-            if self._commanded and end is not None:
-                # Wake exactly when the move ends, so DMOV is not late.
-                delay = min(delay, max(0.0, (end - ts) / TICKS_PER_SECOND))
+            delay = await self.refresh(self.server.now())
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)

@@ -19,13 +19,20 @@ __all__ = [
     "MSTA_DIRECTION",
     "MSTA_DONE",
     "MSTA_ENCODER",
+    "MSTA_MINUS_LS",
     "MSTA_MOVING",
+    "MSTA_PLUS_LS",
+    "MSTA_SLIP_STALL",
     "MotorRecord",
     "PutHooks",
 ]
 
-#: MSTA bits (motor record's "motor status").
+#: MSTA bits (motor record's "motor status"): RA_DIRECTION, RA_DONE,
+#: EA_PRESENT, RA_MOVING.
 MSTA_DIRECTION, MSTA_DONE, MSTA_ENCODER, MSTA_MOVING = 1, 2, 1 << 8, 1 << 10
+#: RA_PLUS_LS, EA_SLIP_STALL, RA_MINUS_LS: the controller's limit switches (in
+#: raw, not user, direction) and its stall detection.
+MSTA_PLUS_LS, MSTA_SLIP_STALL, MSTA_MINUS_LS = 1 << 2, 1 << 6, 1 << 13
 
 
 class PutHooks(Protocol):
@@ -80,6 +87,9 @@ class MotorRecord:
         self.tdir = ro_int(0)
         self.msta = ro_int(MSTA_DONE | MSTA_ENCODER)
         self.lvio = ro_int(0)
+        self.hls = ro_int(0)
+        self.lls = ro_int(0)
+        self.miss = ro_int(0)
         self.velo = ca.double(
             config.velocity, precision=prec, units=f"{egu}/s", on_put=hooks.put_velo
         )
@@ -114,9 +124,9 @@ class MotorRecord:
             "TDIR": self.tdir,
             "MSTA": self.msta,
             "LVIO": self.lvio,
-            "HLS": ro_int(0),
-            "LLS": ro_int(0),
-            "MISS": ro_int(0),
+            "HLS": self.hls,
+            "LLS": self.lls,
+            "MISS": self.miss,
             "VELO": self.velo,
             "VMAX": self.vmax,
             "VBAS": self.vbas,

@@ -33,6 +33,28 @@ a non-integer ``seed`` or ``t0``, an unknown axis or channel) are answered
 ``ERR <why>`` and change nothing. A new signal applies from the next ADC
 conversion.
 
+Motor faults (on the motor that drives an axis: ``INENC1`` is ``SIM:M1``'s
+by default; see :mod:`sim_ioc.motor` for what its record shows):
+
+* ``*SIM.MOTOR_FAULT.<axis>=<fault>``, ``<fault>`` one of (any case):
+
+  * ``stall``: the axis stops at once where it is; the motor's record keeps
+    reporting it moving (``DMOV=0``) as a stuck amplifier would, and neither
+    ``STOP`` nor a new move moves it;
+  * ``stall_reported``: stopped the same, but the controller detects it
+    (MSTA slip/stall bit) and reports the move done (``DMOV=1``, ``MISS=1``);
+  * ``high_limit``, ``low_limit``: the limit switch at the axis's positive
+    (counts increasing) or negative end is on where the axis is: it
+    decelerates to rest on it; moves further that way do not start, moves
+    back work and turn the switch off once past where it tripped;
+  * ``none``: clears the fault (a stalled move ends where the axis stands).
+
+* ``*SIM.MOTOR_FAULT.<axis>?``: ``OK =<fault>``, the axis's current fault.
+
+An unknown axis or fault word is answered ``ERR <why>`` and changes nothing.
+``*SIM.MOVE`` and ``*SIM.POSITION`` still move a faulted axis: they steer the
+world, not the motor.
+
 Faults (answered by the control port itself, :mod:`.protocol.control`, as
 they concern the server's sockets rather than the world):
 
@@ -50,7 +72,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..world import World
+from ..world import FaultKind, World
 from .fields import FieldError, parse_float
 from .models.fmc import (
     CHANNELS,
@@ -218,6 +240,33 @@ def fmc_channel(name: str) -> int:
     return int(number)
 
 
+def parse_fault(text: str) -> FaultKind:
+    """The :class:`~sim_ioc.world.FaultKind` a ``*SIM.MOTOR_FAULT`` value names."""
+    try:
+        return FaultKind(text.strip().lower())
+    except ValueError:
+        raise FieldError(
+            f"Unknown motor fault {text.strip()!r}: expected one of "
+            f"{', '.join(k.value for k in FaultKind)}"
+        ) from None
+
+
+def _faulted_axis(world: World, name: str) -> str:
+    """``name``, checked to be one of ``world``'s axes."""
+    if not name:
+        raise FieldError("*SIM.MOTOR_FAULT needs an axis, e.g. *SIM.MOTOR_FAULT.INENC1")
+    if name not in world.axes:
+        raise FieldError(
+            f"No such axis {name!r} (there are {', '.join(sorted(world.axes))})"
+        )
+    return name
+
+
+def motor_fault(panda: SimulatedPanda, name: str) -> str:
+    """``*SIM.MOTOR_FAULT.<name>?``: the fault on axis ``name``'s motor."""
+    return panda.world.axes[_faulted_axis(panda.world, name)].fault.kind.value
+
+
 def apply_sim_command(panda: SimulatedPanda, target: str, value: str) -> None:
     """Apply ``*SIM.<target>=<value>`` (see the module docstring)."""
     verb, _, name = target.partition(".")
@@ -225,6 +274,11 @@ def apply_sim_command(panda: SimulatedPanda, target: str, value: str) -> None:
         example = "FMC_IN1" if verb == "SIGNAL" else "INENC1"
         raise FieldError(f"*SIM.{verb} needs a name, e.g. *SIM.{verb}.{example}")
     ts = panda.now + 1
+    if verb == "MOTOR_FAULT":
+        axis = panda.world.axes[_faulted_axis(panda.world, name)]
+        axis.set_fault(ts, parse_fault(value))
+        panda.resync_encoders()
+        return
     if verb == "SIGNAL":
         channel = fmc_channel(name)
         signal = parse_signal(value, panda.world, ts)
@@ -236,7 +290,8 @@ def apply_sim_command(panda: SimulatedPanda, target: str, value: str) -> None:
         return
     if verb not in ("MOVE", "POSITION"):
         raise FieldError(
-            f"Unknown command *SIM.{verb} (MOVE, POSITION, SIGNAL, DROP_CONNECTIONS)"
+            f"Unknown command *SIM.{verb} "
+            "(MOVE, POSITION, SIGNAL, MOTOR_FAULT, DROP_CONNECTIONS)"
         )
     axis = panda.world.axis(name)
     args = value.split()

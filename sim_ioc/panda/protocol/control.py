@@ -32,7 +32,7 @@ from typing import Protocol
 
 from ..device import IDN, MetadataKind, SimulatedPanda
 from ..fields import FieldError, Group
-from ..world_control import apply_sim_command
+from ..world_control import apply_sim_command, motor_fault
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,9 @@ SIM_HELP = (
     "*SIM.POSITION.<axis>=<position>   set an axis position",
     "*SIM.SIGNAL.FMC_IN<ch>=<kind> [param=value ...]  what an ADC channel sees:",
     "    constant|ramp|sine|noise|axis (see docs/simulator.md)",
+    "*SIM.MOTOR_FAULT.<axis>=<fault>   fault the axis's motor:",
+    "    none|stall|stall_reported|high_limit|low_limit (see sim_ioc.motor)",
+    "*SIM.MOTOR_FAULT.<axis>?          the fault on the axis's motor",
     "*SIM.TICK?                        the simulation's current tick",
     "*SIM.DROP_CONNECTIONS=            reset every other control and data connection",
     "*SIM.CONNECTIONS?                 open connections: <control> <data>",
@@ -375,6 +378,8 @@ def _system_get(panda: SimulatedPanda, session: Session, target: str) -> str:
                 return ok(f"{n_control} {n_data}")
             if rest == "HELP":
                 return multiline(list(SIM_HELP))
+            if rest.partition(".")[0] == "MOTOR_FAULT":
+                return ok(motor_fault(panda, rest.partition(".")[2]))
     raise FieldError("Unknown command")
 
 
