@@ -118,6 +118,14 @@ def _demo_plan(
 DEFAULT_PERIOD = 1e-3
 
 
+class DemoInterrupted(RuntimeError):
+    """The demo's run was stopped by Ctrl-C or a signal (and closed)."""
+
+    def __init__(self, signal_name: str, message: str) -> None:
+        super().__init__(message)
+        self.signal_name = signal_name
+
+
 def run_demo(
     frames: int = 1000,
     period: float | None = None,
@@ -148,8 +156,10 @@ def run_demo(
     """
     from bluesky import RunEngine
     from bluesky.run_engine import call_in_bluesky_event_loop
+    from bluesky.utils import RunEngineInterrupted
 
-    from ..plans import install_progress_bar, seq_timing
+    from ..plans import install_progress_bar, seq_timing, stop_flyscans_on_signals
+    from ..plans.signals import interrupting_signal
     from ..storage import (
         TiledService,
         external_assets,
@@ -216,8 +226,21 @@ def run_demo(
                 )
                 seq_timing(frames, period, exposure)
             started = time.monotonic()
-            with _quiet_run_engine_log():
-                (uid,) = RE(_demo_plan(plan, bl, frames, period, exposure, detector))  # type: ignore[misc]
+            try:
+                with _quiet_run_engine_log(), stop_flyscans_on_signals(RE):
+                    (uid,) = RE(
+                        _demo_plan(plan, bl, frames, period, exposure, detector)
+                    )  # type: ignore[misc]
+            except RunEngineInterrupted as exc:
+                # Ctrl-C twice or SIGTERM: the plan closed the run ("abort").
+                if RE.state != "idle":
+                    RE.halt()
+                name = interrupting_signal() or "Ctrl-C"
+                raise DemoInterrupted(
+                    name,
+                    f"stopped by {name}: the run was closed (exit status abort) "
+                    f"with the rows captured; data kept in {base}",
+                ) from exc
             wall = time.monotonic() - started
         finally:
             if writer.token is not None:

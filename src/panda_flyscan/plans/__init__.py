@@ -17,6 +17,7 @@ from .asynchronous import CLOCK_STREAM, async_scan
 from .cobin import cobin, cobin_run, panda_sample_times
 from .errors import DroppedTriggersError, PlanArgumentError
 from .position_based import PcompPoints, pcomp_points, position_scan
+from .signals import stop_flyscans_on_signals
 from .spec_based import spec_scan
 from .time_based import MAX_FRAMES, SeqTiming, seq_timing, time_scan
 
@@ -41,6 +42,7 @@ __all__ = [
     "position_scan",
     "seq_timing",
     "spec_scan",
+    "stop_flyscans_on_signals",
     "time_scan",
 ]
 

@@ -19,6 +19,7 @@ from ophyd_async.fastcs.panda import HDFPanda
 
 from ..devices._aio import wait_for_awaitable
 from .errors import HealthError, PandaLinkLost
+from .signals import interrupting_signal
 
 if TYPE_CHECKING:
     from .fly_run import FlyRun
@@ -36,6 +37,8 @@ def _exit_status(exc: BaseException) -> str:
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, FailedPause):
+        if (name := interrupting_signal()) is not None:
+            return f"{name} received: the flyscan was stopped and the run closed"
         return "paused (Ctrl-C twice): a flyscan cannot resume, so it was aborted"
     if isinstance(exc, RequestAbort):
         return "aborted"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import sys
 from pathlib import Path
 
 import click
@@ -77,8 +79,13 @@ def demo(
     area detector) and a local Tiled service; runs the plan with a RunEngine
     writing into Tiled; prints where the data is and a summary read back from
     Tiled, and the path of a PNG of what was measured; stops what it started.
+
+    Ctrl-C twice, SIGTERM or SIGHUP stop the scan: the PandA is disarmed, the
+    run closed in Tiled (exit status abort, the reason naming the signal)
+    with the rows captured, everything started stopped; the exit status is
+    128 + the signal's number (130, 143, 129).
     """
-    from ..demo import run_demo
+    from ..demo import DemoInterrupted, run_demo
 
     try:
         run_demo(
@@ -97,6 +104,11 @@ def demo(
         raise click.UsageError(str(err)) from err
     # Set-up problems (--attach without its environment, a server that does
     # not start): the message alone, no traceback.
+    except DemoInterrupted as err:
+        click.echo(str(err), err=True)
+        # The shell's convention: 128 + the signal's number (Ctrl-C: SIGINT).
+        number = getattr(signal, err.signal_name, signal.SIGINT)
+        sys.exit(128 + int(number))
     except RuntimeError as err:
         raise click.ClickException(str(err)) from err
     except Exception as err:  # a failed run: what failed, not where
