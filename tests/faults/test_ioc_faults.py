@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -142,3 +143,35 @@ def test_garbage_on_the_control_port_during_a_scan(faults: FaultEnv) -> None:
     assert stop["exit_status"] == "success"
     assert _assert_rows_kept(faults, uid) == frames
     assert len(sim.restarts) == restarts  # the IOC never lost its PandA
+
+
+def test_a_grown_ioc_is_restarted_between_scans_never_during_one(
+    faults: FaultEnv,
+) -> None:
+    """PandABlocks-ioc 0.11 grows ~5 MB a capture: past the policy's RSS
+    threshold the supervisor restarts it, but only once it is idle (no file
+    open, PCAP and DATA:CAPTURE off); a scan under way is never cut."""
+    sim = faults.sim
+    policy = sim.heal_policy
+    assert policy is not None
+    restarts = len(sim.restarts)
+    # Once the scan flies, any RSS is over the threshold: the restart then
+    # waits only for the IOC to be idle.
+    lowered = replace(policy, idle_restart_rss_bytes=1, idle_check_every=0.5)
+    fault = faults.during(
+        faults.rows_flowing, lambda: setattr(sim, "heal_policy", lowered)
+    )
+    try:
+        (uid,) = faults.RE(time_scan(faults.devices.panda, 4000, 1e-3))
+        fault.done()
+        restart = sim.wait_for_restart(restarts, timeout=60)
+    finally:
+        sim.heal_policy = policy
+    [stop] = faults.of("stop")
+    after = restart.started_at - stop["time"]
+    print(f"\n{restart.describe()}, {after:.1f} s after the run")
+    assert stop["exit_status"] == "success"
+    assert _assert_rows_kept(faults, uid) == 4000
+    assert restart.ok and restart.reason.startswith("between scans")
+    assert restart.started_at > stop["time"]  # not while the run was open
+    _next_scan_works(faults)

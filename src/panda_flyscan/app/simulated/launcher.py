@@ -420,6 +420,20 @@ class SimulatedBeamline:
 
     # -- the IOC's supervision --------------------------------------------------
 
+    @property
+    def heal_policy(self) -> HealPolicy | None:
+        """The supervision policy (None: not supervised)."""
+        return self.heal
+
+    @heal_policy.setter
+    def heal_policy(self, policy: HealPolicy) -> None:
+        """Change the policy of a supervised beamline; the supervisor uses it
+        from its next sample (e.g. a lower between-scans RSS threshold)."""
+        if self._supervisor is None:
+            raise BeamlineError("the IOC is not supervised (started without heal)")
+        self.heal = policy
+        self._supervisor.policy = policy
+
     def ioc_process(self) -> ManagedProcess:
         """The IOC's current process (a new one after each restart)."""
         with self._ioc_lock:

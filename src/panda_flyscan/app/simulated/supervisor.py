@@ -271,12 +271,12 @@ class IocSupervisor(threading.Thread):
             self.join()
 
     def run(self) -> None:
-        policy = self.policy
         failures = 0
         watch: LogWatch | None = None
         pid: int | None = None
         next_idle_check = 0.0
-        while not self._stop_event.wait(policy.interval):
+        while not self._stop_event.wait(self.policy.interval):
+            policy = self.policy  # may be replaced while we run (heal_policy)
             if not self.beamline.others_alive():
                 return  # the simulator is gone: a new IOC could not connect
             ioc = self.beamline.ioc_process()
