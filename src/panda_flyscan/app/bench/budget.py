@@ -68,6 +68,8 @@ class Budget:
     #: Rows of the 1 kHz time scans the live view follows, and how many.
     liveview_rows: int
     liveview_repeats: int
+    #: Back-to-back scans of the soak.
+    soak_scans: int
 
 
 FULL = Budget(
@@ -93,6 +95,7 @@ FULL = Budget(
     readback_repeats=5,
     liveview_rows=10_000,
     liveview_repeats=3,
+    soak_scans=100,
 )
 
 #: Fewer, smaller runs: N = 1e3 only, two capture rates, a 1e5-row read-back,
@@ -117,6 +120,7 @@ QUICK = replace(
     readback_repeats=3,
     liveview_rows=3_000,
     liveview_repeats=2,
+    soak_scans=20,
 )
 
 

@@ -12,7 +12,8 @@ figure, ratios measured side by side), and writes ``results.json``,
 The measurements, by what they measure: :mod:`~.measure_scans` (efficiency,
 latency, first trigger), :mod:`~.measure_map` (the 2-D map),
 :mod:`~.measure_capture`, :mod:`~.measure_storage` (writers, read-back),
-:mod:`~.measure_view` (the live view's lag),
+:mod:`~.measure_view` (the live view's lag), :mod:`~.measure_soak` (many
+scans: what grows),
 :mod:`~.measure_startup` (start-up, connect).
 """
 
@@ -32,6 +33,7 @@ from panda_flyscan.app.bench import (
     measure_capture,
     measure_map,
     measure_scans,
+    measure_soak,
     measure_startup,
     measure_storage,
     measure_view,
@@ -74,6 +76,7 @@ GROUPS = {
     "storage": "4. Storage",
     "fixed": "5. Fixed costs",
     "map": "6. 2-D snake map: spec_scan (one run) vs bp.grid_scan, into Tiled",
+    "soak": "7. Soak: many flyscans in one session, and what grows",
 }
 
 
@@ -288,6 +291,16 @@ MEASUREMENTS: dict[str, Measurement] = {
             "and their ratio.",
             measure_map.map_scan,
             ("map.fly.efficiency",),
+        ),
+        Measurement(
+            "soak",
+            "soak",
+            "Soak: 100 time_scans of 1,000 rows at 1 kHz back to back (--quick: "
+            "20); resident memory and threads of the PandA's IOC, this process "
+            "and the Tiled server after each; growth per scan (slope), and the "
+            "scans' wall time, last tenth / first.",
+            measure_soak.soak,
+            ("soak.ioc.rss",),
         ),
     ]
 }

@@ -42,10 +42,13 @@ Figures (each repeated; the table shows median, min, max and runs):
                     ideal (frames + the motors' turnaround from VELO and
                     ACCL), added time per line, fixed costs; bp.grid_scan
                     of a 4 x 50 grid against spec_scan, and their ratio
+  7. soak           100 time_scans back to back (--quick: 20): memory and
+                    threads per scan of the IOC, this process and Tiled;
+                    scan time, last tenth / first
 \b
 --quick: N = 1e3 only, fewer rates and repeats, a 1e5-row read-back, a
-4 x 50 map (grid_scan 2 x 20): about 2 minutes on 2 cores. The full run
-takes 6-10 minutes.
+4 x 50 map (grid_scan 2 x 20), 20 soak scans: about 3 minutes on 2 cores.
+The full run takes 10-15 minutes.
 """
 
 
