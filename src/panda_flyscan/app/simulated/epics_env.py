@@ -67,11 +67,13 @@ def ioc_env(ports: EpicsPorts) -> dict[str, str]:
 
 def device_server_env(ports: EpicsPorts, devices: DevicePorts) -> dict[str, str]:
     """The variables of the ``python -m sim_ioc`` process: its CA server (caproto)
-    on ``devices.ca_server`` at 127.0.0.1, without beacons.
+    on ``devices.ca_server`` at 127.0.0.1, beaconing to the beamline's
+    repeater port on 127.0.0.1.
 
     caproto takes its UDP search port and first TCP port from
-    ``EPICS_CA_SERVER_PORT``. Beacons only speed up reconnection, and caproto
-    logs an error for every one no repeater receives, so there are none.
+    ``EPICS_CA_SERVER_PORT``. The beacon list must name an address: caproto
+    treats an empty one as "broadcast to 255.255.255.255" (onto the host's
+    network) even with ``EPICS_CAS_AUTO_BEACON_ADDR_LIST=NO``.
     """
     return {
         **client_env(ports, devices),
@@ -79,7 +81,8 @@ def device_server_env(ports: EpicsPorts, devices: DevicePorts) -> dict[str, str]
         "EPICS_CAS_SERVER_PORT": str(devices.ca_server),
         "EPICS_CAS_INTF_ADDR_LIST": LOOPBACK,
         "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
-        "EPICS_CAS_BEACON_ADDR_LIST": "",
+        "EPICS_CAS_BEACON_ADDR_LIST": LOOPBACK,
+        "EPICS_CAS_BEACON_PORT": str(ports.ca_repeater),
     }
 
 
