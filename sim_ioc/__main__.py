@@ -117,6 +117,16 @@ class _RefusalsWithoutTraceback(logging.Filter):
         return True
 
 
+class _UnheardBeacons(logging.Filter):
+    """Beacons go to the beamline's repeater port on 127.0.0.1 (anything
+    else would leave loopback); with no repeater there, each send is refused
+    and caproto logs the refusal with a traceback. Beacons only hasten
+    reconnection: drop those records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Failed to send beacon" not in record.getMessage()
+
+
 def main() -> None:
     """``python -m sim_ioc``: build the configuration (refused with a usage
     error before anything starts if invalid), then serve until signalled."""
@@ -129,6 +139,7 @@ def main() -> None:
     config = config_from_arguments(parser, parser.parse_args())
     logging.basicConfig(level=config.log_level)
     logging.getLogger("caproto.circ").addFilter(_RefusalsWithoutTraceback())
+    logging.getLogger("caproto.ctx").addFilter(_UnheardBeacons())
 
     run_until_signalled(serve(config))
 
