@@ -7,8 +7,9 @@
 #
 # Each venv holds a stamp (a hash of its requirement files and its Python), so
 # a second run that finds nothing changed takes well under a second. As root
-# with apt-get, it also makes sure Debian's postgresql is installed (the
-# storage tests use its binaries).
+# with apt-get, it also makes sure Debian's postgresql (the storage tests use
+# its binaries), redis-server and nats-server (the facility layout's tests)
+# are installed.
 #
 # PYTHON=/path/to/python3.11 picks the interpreter for new venvs.
 set -euo pipefail
@@ -72,6 +73,26 @@ ensure_venv() {
     stamp_of "$venv" "$file" "$@" >"$stamp"
 }
 
+# ensure_debian_tool COMMAND PACKAGE WHAT: as root with apt-get, install
+# Debian's PACKAGE unless COMMAND is on PATH; otherwise say what will skip.
+ensure_debian_tool() {
+    local command=$1 package=$2 what=$3
+    if command -v "$command" >/dev/null 2>&1; then
+        return 0
+    fi
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        note "$command not found (install Debian's $package); $what will skip"
+        return 0
+    fi
+    note "installing Debian's $package ($what use it)"
+    if ! {
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package" >/dev/null
+    }; then
+        note "could not install $package; $what will skip"
+    fi
+}
+
 ensure_postgres() {
     # Debian keeps the server binaries off PATH, under /usr/lib/postgresql.
     if command -v pg_ctl >/dev/null 2>&1 || compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null; then
@@ -100,3 +121,7 @@ ensure_venv .venv pyproject.toml -e '.[dev]'
 ensure_venv sim_ioc/.venv sim_ioc/ioc-requirements.txt -r sim_ioc/ioc-requirements.txt
 ensure_venv tests/fastcs/.venv tests/fastcs/requirements.txt -r tests/fastcs/requirements.txt
 ensure_postgres
+# The facility layout (docs/deployment.md): the queue server's and Tiled
+# cluster's Redis, the document bus's NATS server (JetStream).
+ensure_debian_tool redis-server redis-server "the queue server and Tiled cluster tests"
+ensure_debian_tool nats-server nats-server "the document bus tests"
