@@ -60,16 +60,17 @@ class HealPolicy:
     """When the supervisor restarts the IOC.
 
     The defaults sit far from a healthy IOC and close to a broken one: a
-    healthy IOC starts at ~270 MB RSS and grows ~5 MB per capture, and logs a
-    few hundred bytes per capture; one that lost its PandA grows ~20 MB/s and
-    logs ~4 MB/s.
+    healthy IOC starts at ~330 MB RSS and grows ~24 MB (3 threads) per
+    capture until Python's cyclic GC frees the captures' pipelines (at ~1.3
+    GB in ``panda-flyscan bench --only soak``), and logs a few hundred bytes
+    per capture; one that lost its PandA grows ~20 MB/s and logs ~4 MB/s.
     """
 
     #: Seconds between samples of the IOC.
     interval: float = 0.5
-    #: Runaway: restart at once (even mid-scan) past this RSS. 2 GiB is
-    #: ~350 captures of growth, or ~90 s of a disconnect loop the log
-    #: markers missed.
+    #: Runaway: restart at once (even mid-scan) past this RSS: above the
+    #: healthy sawtooth's peak, ~90 s of a disconnect loop the log markers
+    #: missed.
     max_rss_bytes: int = 2048 * MB
     #: Runaway: restart at once when the log grows faster than this
     #: (bytes/s) over :attr:`log_rate_window` seconds.
