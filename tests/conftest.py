@@ -107,6 +107,7 @@ _SERVER_MODULES = {
     "test_storage_server.py": "tiled",
     "test_storage_bad_input.py": "tiled",
     "test_storage_user_document.py": "tiled",
+    "test_tiled_cluster.py": "postgres",
 }
 
 

@@ -39,7 +39,9 @@ API_KEY = "faulttests"
 class FaultEnv:
     """The RunEngine, devices and Tiled of the fault tests."""
 
-    RE: RunEngine
+    #: Typed Any: ``RE(plan)`` returns the run uids (a tuple) unless
+    #: ``call_returns_result``, which bluesky's annotation does not say.
+    RE: Any
     devices: Beamline
     sim: SimulatedBeamline
     tiled: TiledService

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import FaultEnv
 
+from panda_flyscan.app.simulated.detector import SimulatedDetector
 from panda_flyscan.plans import time_scan
 from panda_flyscan.plans.errors import DetectorStalled, DiskFull, PlanArgumentError
 from panda_flyscan.plans.prechecks import FREE_SPACE_FLOOR
@@ -38,6 +39,7 @@ def _detector_frames(faults: FaultEnv, name: str = "det") -> np.ndarray:
 
 def test_detector_stops_mid_scan(faults: FaultEnv) -> None:
     det = faults.devices.detectors["det"]
+    assert isinstance(det, SimulatedDetector)
     panda = faults.devices.panda
 
     async def acquire_off() -> None:

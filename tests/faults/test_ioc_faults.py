@@ -95,10 +95,11 @@ def test_panda_connection_dropped_mid_scan(faults: FaultEnv) -> None:
     it (its log says it lost the PandA)."""
     sim = faults.sim
     restarts = len(sim.restarts)
-    fault = faults.during(
-        faults.rows_flowing,
-        lambda: control(sim.panda_host, b"*SIM.DROP_CONNECTIONS="),
-    )
+
+    def drop_connections() -> None:
+        control(sim.panda_host, b"*SIM.DROP_CONNECTIONS=")
+
+    fault = faults.during(faults.rows_flowing, drop_connections)
     with pytest.raises(PandaLinkLost) as raised:
         faults.RE(time_scan(faults.devices.panda, 20_000, 1e-3))
     took = time.monotonic() - fault.done()

@@ -4,6 +4,7 @@ server, Tiled); and the Tiled service refuses requests without its key."""
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 import httpx
@@ -15,7 +16,10 @@ from panda_flyscan.storage import TiledService
 
 
 def _assert_loopback_only(
-    name: str, pid: int, server_ports: set[int], wildcard_ok: set[int] = frozenset()
+    name: str,
+    pid: int,
+    server_ports: AbstractSet[int],
+    wildcard_ok: AbstractSet[int] = frozenset(),
 ) -> None:
     """Every listening socket and every socket on one of ``server_ports``
     (except UDP on ``wildcard_ok``) is bound to loopback, and no socket is

@@ -90,12 +90,13 @@ def test_the_launcher_names_every_motor_and_detector(
 async def _ioc_counts_reach(
     beamline: SimulatedBeamline, inenc: int, counts: float
 ) -> int:
-    """``INENC<n>:VAL`` (raw counts) as the real IOC serves it, once within a
-    count of ``counts`` (it polls the PandA every 0.1 s and posts changes)."""
+    """``INENC<n>:VAL`` (raw counts) as the real IOC serves it, once it is
+    ``counts`` (it polls the PandA every 0.1 s and posts changes, so a poll
+    during the move's last count may serve one short first)."""
     value = epics_signal_r(int, f"{beamline.panda_prefix}INENC{inenc}:VAL")
     await value.connect()
     async for served in observe_value(value, done_timeout=5):
-        if abs(served - counts) <= 1:
+        if served == round(counts):
             return served
     raise AssertionError("unreachable: observe_value times out first")
 

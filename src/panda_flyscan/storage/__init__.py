@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 # import this package for the CLI and should not pay for Tiled's client.
 if TYPE_CHECKING:
     from .checks import check_can_write, check_readable, connect
+    from .cluster import RedisServer, TiledCluster
     from .config import (
         DEFAULT_API_KEY,
         default_data_dir,
@@ -67,11 +68,13 @@ _EXPORTS: dict[str, str] = {
     "ExternalAsset": "readback",
     "ExternalDataUnreadableError": "errors",
     "GridError": "grid",
+    "RedisServer": "cluster",
     "ReplayError": "errors",
     "ReplayResult": "journal",
     "ReplayStatus": "journal",
     "StorageError": "errors",
     "TiledAuthenticationError": "errors",
+    "TiledCluster": "cluster",
     "TiledPermissionError": "errors",
     "TiledServerConfigError": "errors",
     "TiledService": "service",
@@ -128,11 +131,13 @@ __all__ = [
     "ExternalAsset",
     "ExternalDataUnreadableError",
     "GridError",
+    "RedisServer",
     "ReplayError",
     "ReplayResult",
     "ReplayStatus",
     "StorageError",
     "TiledAuthenticationError",
+    "TiledCluster",
     "TiledPermissionError",
     "TiledServerConfigError",
     "TiledService",

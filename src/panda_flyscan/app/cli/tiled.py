@@ -173,6 +173,15 @@ def config() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=DEFAULT_PORT, show_default=True, help="Port to bind.")
 @click.option(
+    "--redis",
+    "redis_uri",
+    default=None,
+    metavar="URI",
+    help="Redis streaming cache (redis://host:6379) shared by several server "
+    "processes on one catalog, for live updates across them (a cluster); "
+    "'${PANDA_TILED_REDIS_URI}' reads it from the environment. Default: none.",
+)
+@click.option(
     "-o",
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -187,6 +196,7 @@ def config_postgres(
     api_key: str,
     host: str,
     port: int,
+    redis_uri: str | None,
     output: Path | None,
 ) -> None:
     """Production configuration: PostgreSQL catalog and table store.
@@ -203,6 +213,7 @@ def config_postgres(
         api_key=api_key,
         host=host,
         port=port,
+        streaming_cache_uri=redis_uri,
     )
     if output is None:
         click.echo(text, nl=False)

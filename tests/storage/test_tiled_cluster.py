@@ -1,0 +1,118 @@
+"""Tiled as a cluster: two server processes on one PostgreSQL catalog and
+storage database and one Redis streaming cache. A flyscan on the simulated
+beamline is written through the first; the second sees the run appear live
+(a websocket subscription, carried by Redis) and serves it, equal to the
+PandA's file."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from bluesky import RunEngine
+from storage_pg import find_bin_dir, postgres_cluster
+
+from panda_flyscan.app.simulated import SimulatedBeamline, simulated_beamline_devices
+from panda_flyscan.plans import time_scan
+from panda_flyscan.storage import (
+    RedisServer,
+    TiledCluster,
+    read_field,
+    render_postgres_config,
+    subscribe_tiled_writer,
+)
+from panda_flyscan.storage.hdf5 import read_datasets
+
+API_KEY = "clustertest"
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[tuple[TiledCluster, Path]]:
+    if find_bin_dir() is None:
+        pytest.skip("PostgreSQL binaries not found (install Debian's postgresql)")
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server not found (install Debian's redis-server)")
+    panda_data = tmp_path / "panda-data"
+    panda_data.mkdir()
+    with postgres_cluster() as pg, RedisServer(tmp_path / "redis") as redis:
+        config = tmp_path / "tiled-cluster.yml"
+        config.write_text(
+            render_postgres_config(
+                catalog_uri=pg.create_database("catalog"),
+                storage_uri=pg.create_database("storage"),
+                data_dir=str(tmp_path / "tiled-data"),
+                api_key=API_KEY,
+                readable=[str(panda_data)],
+                streaming_cache_uri=redis.uri,
+            )
+        )
+        with TiledCluster(
+            config, servers=2, api_key=API_KEY, log_dir=tmp_path / "logs"
+        ) as tiled:
+            yield tiled, panda_data
+
+
+def test_write_through_one_server_read_and_follow_through_the_other(
+    beamline: SimulatedBeamline, cluster: tuple[TiledCluster, Path], tmp_path: Path
+) -> None:
+    tiled, panda_data = cluster
+    writer_side, reader_side = tiled.services
+    assert writer_side.uri != reader_side.uri
+    reader = reader_side.client()
+    appeared: list[str] = []
+    seen = threading.Event()
+
+    def on_child(update: Any) -> None:
+        appeared.append(update.key)
+        seen.set()
+
+    subscription = reader.subscribe()
+    subscription.child_created.add_callback(on_child)
+    subscription.start_in_thread()
+    RE = RunEngine({})
+    writer = subscribe_tiled_writer(
+        RE,
+        writer_side.uri,
+        API_KEY,
+        external_dirs=[panda_data],
+        journal_dir=tmp_path / "journal",
+    )
+    try:
+        devices = simulated_beamline_devices(
+            panda_data,
+            panda_prefix=beamline.panda_prefix,
+            motor_pv=beamline.motor_pv,
+            detector_prefix=beamline.detector_prefix,
+        )
+        (uid,) = RE(time_scan(devices.panda, 500, 1e-3))  # pyright: ignore[reportGeneralTypeIssues]
+        assert seen.wait(30), "no live update through the other server"
+        assert uid in appeared
+        rows = read_field(reader, uid, "primary", "trigger_time")
+        info = devices.path_provider.last["panda"]
+        path = Path(info.directory_path) / f"{info.filename}.h5"
+        (in_file,) = read_datasets(path, "trigger_time")
+        assert len(rows) == 500
+        np.testing.assert_array_equal(rows, in_file)
+        assert reader[uid].metadata["stop"]["exit_status"] == "success"
+    finally:
+        subscription.disconnect()
+        if writer.token is not None:
+            RE.unsubscribe(writer.token)
+        writer.close()
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(_cancel(), RE.loop).result(10)
+        RE.loop.call_soon_threadsafe(RE.loop.stop)
+
+
+async def _cancel() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
