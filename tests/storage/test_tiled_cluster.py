@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import httpx
 import numpy as np
 import pytest
 from bluesky import RunEngine
@@ -28,13 +33,16 @@ from panda_flyscan.storage import (
     render_postgres_config,
     subscribe_tiled_writer,
 )
+from panda_flyscan.storage.config import SERVER_API_KEY_ENV
 from panda_flyscan.storage.hdf5 import read_datasets
 
 API_KEY = "clustertest"
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[tuple[TiledCluster, Path]]:
+def cluster_config(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A configuration on a fresh PostgreSQL (catalog and storage databases)
+    and Redis, and the directory the PandA writes to."""
     if find_bin_dir() is None:
         pytest.skip("PostgreSQL binaries not found (install Debian's postgresql)")
     if shutil.which("redis-server") is None:
@@ -53,10 +61,18 @@ def cluster(tmp_path: Path) -> Iterator[tuple[TiledCluster, Path]]:
                 streaming_cache_uri=redis.uri,
             )
         )
-        with TiledCluster(
-            config, servers=2, api_key=API_KEY, log_dir=tmp_path / "logs"
-        ) as tiled:
-            yield tiled, panda_data
+        yield config, panda_data
+
+
+@pytest.fixture
+def cluster(
+    cluster_config: tuple[Path, Path], tmp_path: Path
+) -> Iterator[tuple[TiledCluster, Path]]:
+    config, panda_data = cluster_config
+    with TiledCluster(
+        config, servers=2, api_key=API_KEY, log_dir=tmp_path / "logs"
+    ) as tiled:
+        yield tiled, panda_data
 
 
 def test_write_through_one_server_read_and_follow_through_the_other(
@@ -116,3 +132,77 @@ async def _cancel() -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _read_lines(stream: IO[str], count: int, timeout: float) -> list[str]:
+    """``count`` lines of ``stream`` (a pipe), or fewer after ``timeout``."""
+    lines: list[str] = []
+    done = threading.Event()
+
+    def read() -> None:
+        for line in stream:
+            lines.append(line.strip())
+            if len(lines) == count:
+                break
+        done.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    done.wait(timeout)
+    return lines
+
+
+def test_tiled_serve_runs_several_servers_on_one_configuration(
+    cluster_config: tuple[Path, Path],
+) -> None:
+    """``panda-flyscan tiled serve --config F --servers 2`` prints two API URIs
+    that both serve the same catalog, and SIGTERM stops both."""
+    config, _ = cluster_config
+    env = {**os.environ, SERVER_API_KEY_ENV: API_KEY}
+    command = [sys.executable, "-m", "panda_flyscan", "tiled", "serve"]
+    command += ["--config", str(config), "--servers", "2", "--port", "0"]
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    ) as server:
+        try:
+            assert server.stdout is not None
+            uris = _read_lines(server.stdout, 2, timeout=120)
+            assert len(uris) == 2, f"printed {uris}"
+            assert len({httpx.URL(uri).port for uri in uris}) == 2
+            headers = {"Authorization": f"Apikey {API_KEY}"}
+            created = httpx.post(
+                f"{uris[0]}/metadata/",
+                json={
+                    "data_sources": [],
+                    "metadata": {"made": "through the first"},
+                    "specs": [],
+                    "structure_family": "container",
+                    "id": "shared",
+                },
+                headers=headers,
+            )
+            assert created.status_code == 200, created.text
+            seen = httpx.get(f"{uris[1]}/metadata/shared", headers=headers)
+            assert seen.status_code == 200, seen.text
+            assert seen.json()["data"]["attributes"]["metadata"] == {
+                "made": "through the first"
+            }
+            server.send_signal(signal.SIGTERM)
+            assert server.wait(30) == 0
+            for uri in uris:
+                with pytest.raises(httpx.ConnectError):
+                    httpx.get(uri, timeout=2)
+        finally:
+            if server.poll() is None:
+                server.kill()
+
+
+def test_several_servers_need_a_shared_catalog() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "panda_flyscan", "tiled", "serve", "--servers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "--servers needs --config" in result.stderr
+    assert "Traceback" not in result.stderr

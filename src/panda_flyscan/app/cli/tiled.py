@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -80,12 +81,23 @@ def tiled() -> None:
     help="Serve this Tiled configuration file instead (e.g. the PostgreSQL one "
     "from `config postgres`); --data-dir and --readable are then ignored.",
 )
+@click.option(
+    "--servers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Run this many server processes on --config (a cluster: they share its "
+    "PostgreSQL catalog and storage, and its Redis streaming cache from "
+    "`config postgres --redis` for live updates), on ports PORT, PORT+1, ... "
+    "(or free ones with --port 0).",
+)
 def serve(
     data_dir: Path | None,
     port: int,
     api_key: str,
     readable: tuple[Path, ...],
     config_file: Path | None,
+    servers: int,
 ) -> None:
     """Run the Tiled service in the foreground until Ctrl-C or SIGTERM.
 
@@ -93,8 +105,21 @@ def serve(
     data, a directory for arrays) under one data directory, API-key
     authentication, bound to 127.0.0.1. Prints the API URI on stdout once the
     server answers; logs go to stderr.
+
+    With --config and --servers N: N processes on that configuration, one API
+    URI printed per line (docs/deployment.md).
     """
     from ...storage.runner import run_server, serve_local
+
+    if servers > 1:
+        if config_file is None:
+            raise click.UsageError(
+                "--servers needs --config: several processes must share a "
+                "PostgreSQL catalog (see `panda-flyscan tiled config postgres "
+                "--redis URI`); SQLite is for one process"
+            )
+        _serve_cluster(config_file, servers, port, api_key)
+        return
 
     def on_ready(uri: str) -> None:
         # The one stdout line: scripts and TiledService read the URI from it
@@ -130,6 +155,48 @@ def serve(
         _fail(err)
     except KeyboardInterrupt:
         pass
+    click.echo("Tiled stopped.", err=True)
+
+
+def _serve_cluster(config_file: Path, servers: int, port: int, api_key: str) -> None:
+    """``servers`` Tiled processes on ``config_file`` until Ctrl-C or SIGTERM."""
+    import signal
+    import tempfile
+
+    from ...storage.cluster import TiledCluster
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, stop)
+    log_dir = Path(tempfile.mkdtemp(prefix="panda-flyscan-tiled-cluster-"))
+    ports = [port + i for i in range(servers)] if port else []
+    cluster = TiledCluster(
+        config_file, servers=servers, api_key=api_key, log_dir=log_dir, ports=ports
+    )
+    try:
+        cluster.start()
+        for uri in cluster.uris:
+            click.echo(uri)
+        sys.stdout.flush()
+        click.echo(
+            f"{servers} Tiled servers ready (logs in {log_dir}); Ctrl-C or "
+            "SIGTERM stops them.",
+            err=True,
+        )
+        # Watching for a crash: there is no event to wait on across processes.
+        while all(service.running for service in cluster.services):
+            time.sleep(0.5)
+        raise click.ClickException(f"a Tiled server stopped; see its log in {log_dir}")
+    except StorageError as err:
+        _fail(err)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        cluster.stop()
     click.echo("Tiled stopped.", err=True)
 
 
