@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 import pytest
 from conftest import FaultEnv
+from fault_table import Outcome, describe, record
 
 from panda_flyscan.app.simulated.detector import SimulatedDetector
 from panda_flyscan.plans import time_scan
@@ -74,6 +75,18 @@ def test_detector_stops_mid_scan(faults: FaultEnv) -> None:
     faults.docs.clear()
     (uid,) = faults.RE(time_scan(panda, 50, 5e-3, 2e-3, detectors=[det]))
     assert len(read_field(faults.client(), uid, "primary", "det")) == 50
+    record(
+        Outcome(
+            "the detector stops acquiring (cam1:Acquire 0) mid-scan; rows = "
+            f"frames in its file (the PandA's file: {len(panda_rows):,})",
+            took,
+            describe(raised.value),
+            len(on_disk),
+            n,
+            True,
+            "test_detector_stops_mid_scan",
+        )
+    )
 
 
 @pytest.fixture
@@ -139,6 +152,17 @@ def test_disk_fills_up_mid_scan(faults: FaultEnv, small_disk: Path) -> None:
     faults.docs.clear()
     (uid,) = faults.RE(time_scan(panda, 500, 1e-4))
     assert len(read_field(faults.client(), uid, "primary", "trigger_time")) == 500
+    record(
+        Outcome(
+            "the data disk fills up mid-scan (a 16 MB tmpfs)",
+            took,
+            describe(raised.value),
+            len(in_file),
+            len(in_tiled),
+            True,
+            "test_disk_fills_up_mid_scan",
+        )
+    )
 
 
 def test_a_scan_too_big_for_the_disk_is_refused_before_arming(
@@ -155,3 +179,14 @@ def test_a_scan_too_big_for_the_disk_is_refused_before_arming(
     assert set(small_disk.rglob("*.h5")) == before  # no file written
     with contextlib.suppress(Exception):
         assert not faults.run(faults.devices.panda.pcap.arm.get_value())
+    record(
+        Outcome(
+            "a scan bigger than the disk's free space",
+            None,
+            describe(raised.value),
+            None,
+            None,
+            None,
+            "test_a_scan_too_big_for_the_disk_is_refused_before_arming",
+        )
+    )

@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 from conftest import FaultEnv
+from fault_table import Outcome, describe, record
 from test_ioc_faults import ENDS_WITHIN, control
 
 from panda_flyscan.plans import position_scan
@@ -58,3 +59,14 @@ def test_flown_motor_fails_mid_line(faults: FaultEnv, fault: str, words: str) ->
     faults.docs.clear()
     (uid,) = faults.RE(position_scan(panda, x, 0, 1, 11, velocity=2))
     assert len(read_field(faults.client(), uid, "primary", "x")) == 11
+    record(
+        Outcome(
+            f"the flown motor mid-line: *SIM.MOTOR_FAULT.{AXIS}={fault}",
+            took,
+            describe(raised.value),
+            len(in_file),
+            len(in_tiled),
+            True,
+            f"test_flown_motor_fails_mid_line[{fault}]",
+        )
+    )

@@ -12,6 +12,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from conftest import FaultEnv
+from fault_table import Outcome, describe, record
 
 from panda_flyscan.plans import time_scan
 from panda_flyscan.plans.errors import PandaLinkLost
@@ -69,6 +70,17 @@ def test_ioc_killed_mid_scan(faults: FaultEnv) -> None:
     assert restart.ok and restart.old_pid == old_pid and "exited" in restart.reason
     print(f"  rows kept {rows}; {restart.describe()}")
     _next_scan_works(faults)
+    record(
+        Outcome(
+            "the IOC killed (SIGKILL by PID) mid-scan",
+            took,
+            describe(raised.value),
+            rows,
+            rows,
+            True,
+            "test_ioc_killed_mid_scan",
+        )
+    )
 
 
 def control(host: str, *lines: bytes, timeout: float = 10.0) -> list[str]:
@@ -114,6 +126,17 @@ def test_panda_connection_dropped_mid_scan(faults: FaultEnv) -> None:
     assert restart.ok and "lost its PandA" in restart.reason, restart
     print(f"  rows kept {rows}; {restart.describe()}")
     _next_scan_works(faults)
+    record(
+        Outcome(
+            "the IOC's TCP link to the PandA reset (*SIM.DROP_CONNECTIONS=)",
+            took,
+            describe(raised.value),
+            rows,
+            rows,
+            True,
+            "test_panda_connection_dropped_mid_scan",
+        )
+    )
 
 
 def test_garbage_on_the_control_port_during_a_scan(faults: FaultEnv) -> None:
@@ -144,6 +167,18 @@ def test_garbage_on_the_control_port_during_a_scan(faults: FaultEnv) -> None:
     assert stop["exit_status"] == "success"
     assert _assert_rows_kept(faults, uid) == frames
     assert len(sim.restarts) == restarts  # the IOC never lost its PandA
+    record(
+        Outcome(
+            "garbage on the control port from a second client (binary, a 1 MB "
+            "line, bad tables, repeated ARM): each answered ERR",
+            None,
+            "",
+            frames,
+            frames,
+            True,
+            "test_garbage_on_the_control_port_during_a_scan",
+        )
+    )
 
 
 def test_a_grown_ioc_is_restarted_between_scans_never_during_one(
@@ -176,3 +211,15 @@ def test_a_grown_ioc_is_restarted_between_scans_never_during_one(
     assert restart.ok and restart.reason.startswith("between scans")
     assert restart.started_at > stop["time"]  # not while the run was open
     _next_scan_works(faults)
+    record(
+        Outcome(
+            f"the IOC over its RSS threshold mid-scan: restarted {after:.1f} s "
+            "after the run closed",
+            None,
+            "",
+            4000,
+            4000,
+            True,
+            "test_a_grown_ioc_is_restarted_between_scans_never_during_one",
+        )
+    )

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fault_table import Outcome, record
 
 from panda_flyscan.polling import poll_until
 from panda_flyscan.storage import TiledService, read_field
@@ -69,3 +70,14 @@ def test_sigterm_stops_the_demo_and_closes_the_run(tmp_path: Path) -> None:
     assert 0 < len(rows) == len(in_file) < 100_000
     assert stop["num_events"] == {"primary": len(rows)}
     np.testing.assert_array_equal(rows, in_file)
+    record(
+        Outcome(
+            "SIGTERM to the process running the plan (panda-flyscan demo)",
+            took,
+            f"exit status {demo.returncode}; run closed abort: {stop['reason']}",
+            len(in_file),
+            len(rows),
+            None,
+            "test_sigterm_stops_the_demo_and_closes_the_run",
+        )
+    )

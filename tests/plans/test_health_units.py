@@ -214,6 +214,28 @@ def test_an_ioc_restarted_mid_scan_is_named_even_when_it_answers_again() -> None
     assert "restarted during the scan" in str(fault) and "at least 40" in str(fault)
 
 
+def test_an_ioc_restarted_so_fast_that_no_read_failed_is_named() -> None:
+    # PVA reads wait for the new IOC: no unanswered sample, but the count
+    # that rose during this scan is back at 0 with rows pending.
+    j = judge(max_row_gap=0.01)
+    j.kicked_off(0.0)
+    assert j.observe(healthy(0.5, 10)) is None
+    assert j.observe(healthy(1.0, 334)) is None
+    fault = j.observe(Sample(4.0, ioc_status="CONNECTED", received=334, captured=0))
+    assert isinstance(fault, PandaLinkLost) and fault.restarted
+    assert "counts rows from 0 again" in str(fault) and "at least 334" in str(fault)
+
+
+def test_a_stale_count_dropping_as_the_capture_starts_is_fine() -> None:
+    j = judge()
+    j.kicked_off(0.0)
+    # The previous scan's count, then this capture's reset to 0.
+    assert j.observe(healthy(0.5, 5000)) is None
+    assert j.observe(healthy(1.0, 0)) is None
+    assert j.observe(healthy(1.5, 20)) is None
+    assert j.observe(healthy(2.0, 30)) is None
+
+
 def test_a_writer_that_stops_capturing_after_the_last_row_is_fine() -> None:
     j = judge()
     j.observe(healthy(0.0, 0, capturing=True))

@@ -189,6 +189,11 @@ class HealthJudge:
     #: restarted IOC's zero do not lower it).
     _most_rows: int | None = field(default=None, init=False)
     _kicked_off: float | None = field(default=None, init=False)
+    #: NUM_CAPTURED rose after kickoff: this scan's capture is counting, so
+    #: a lower count later is a new IOC (a previous scan's stale count only
+    #: ever drops, as this capture starts).
+    _rose: bool = field(default=False, init=False)
+    _last_captured: int | None = field(default=None, init=False)
     _captured: _Since = field(default_factory=_Since, init=False)
     _received: _Since = field(default_factory=_Since, init=False)
     _detectors: dict[str, _Since] = field(default_factory=dict, init=False)
@@ -259,14 +264,21 @@ class HealthJudge:
         """A new IOC answering in the old one's place (it restarted, e.g.
         under supervision, faster than the link's bound): its writer is not
         capturing, or its row counter went back."""
-        last = self._most_rows
-        # Only after a gap: a counter may also reset as a capture starts.
+        # Lower than the last count read after kickoff, once after a gap or
+        # once this scan's count has risen: a counter also resets as a capture
+        # starts. A supervised restart can be so quick that no read failed
+        # (PVA waits for the new IOC), hence the second.
+        last = self._last_captured
         went_back = (
-            self._gap
+            (self._gap or self._rose)
             and s.captured is not None
             and last is not None
             and s.captured < last
         )
+        if self._kicked_off is not None and s.captured is not None:
+            previous, self._last_captured = self._last_captured, s.captured
+            if previous is not None and s.captured > previous:
+                self._rose = True
         stopped = self._was_capturing and s.capturing is False
         if s.capturing:
             self._was_capturing = True
