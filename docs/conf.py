@@ -33,7 +33,13 @@ extensions = [
     "sphinx.ext.viewcode",
 ]
 
-exclude_patterns = ["_build", "**/.ipynb_checkpoints", "**/__pycache__"]
+# _generated: tables other pages include (docs/faults.md), not pages.
+exclude_patterns = [
+    "_build",
+    "_generated",
+    "**/.ipynb_checkpoints",
+    "**/__pycache__",
+]
 root_doc = "index"
 
 # -- MyST ------------------------------------------------------------------
