@@ -95,7 +95,7 @@ FULL = Budget(
     readback_repeats=5,
     liveview_rows=10_000,
     liveview_repeats=3,
-    soak_scans=100,
+    soak_scans=200,
 )
 
 #: Fewer, smaller runs: N = 1e3 only, two capture rates, a 1e5-row read-back,

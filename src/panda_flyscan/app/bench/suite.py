@@ -295,12 +295,15 @@ MEASUREMENTS: dict[str, Measurement] = {
         Measurement(
             "soak",
             "soak",
-            "Soak: 100 time_scans of 1,000 rows at 1 kHz back to back (--quick: "
-            "20); resident memory and threads of the PandA's IOC, this process "
-            "and the Tiled server after each; growth per scan (slope), and the "
-            "scans' wall time, last tenth / first.",
+            "Soak: 200 flyscans back to back (--quick: 20), four kinds in turn "
+            "(time_scan 1,000 x 1 ms, position_scan of x, a 4 x 51 snake "
+            "spec_scan, time_scan with det); resident memory, threads and open "
+            "file descriptors of the PandA's IOC, the simulator, this process and "
+            "the Tiled server after each; growth from scan 20 to the last (%), "
+            "the IOC's sawtooth (step, peak, drops), and the scans' wall time, "
+            "last tenth / first.",
             measure_soak.soak,
-            ("soak.ioc.rss",),
+            ("soak.ioc.rss.growth",),
         ),
     ]
 }

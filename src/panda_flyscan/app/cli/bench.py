@@ -42,13 +42,14 @@ Figures (each repeated; the table shows median, min, max and runs):
                     ideal (frames + the motors' turnaround from VELO and
                     ACCL), added time per line, fixed costs; bp.grid_scan
                     of a 4 x 50 grid against spec_scan, and their ratio
-  7. soak           100 time_scans back to back (--quick: 20): memory and
-                    threads per scan of the IOC, this process and Tiled;
-                    scan time, last tenth / first
+  7. soak           200 flyscans of four kinds in turn (--quick: 20):
+                    memory, threads and open files of the IOC, the
+                    simulator, this process and Tiled, growth from scan
+                    20 to the last (%); scan time, last tenth / first
 \b
 --quick: N = 1e3 only, fewer rates and repeats, a 1e5-row read-back, a
 4 x 50 map (grid_scan 2 x 20), 20 soak scans: about 3 minutes on 2 cores.
-The full run takes 10-15 minutes.
+The full run takes 20-30 minutes (the soak about 10).
 """
 
 
@@ -76,7 +77,7 @@ The full run takes 10-15 minutes.
     metavar="NAME",
     help="Run only these measurements (repeat the option, or separate by "
     "commas): startup, connect, efficiency, latency, first-trigger, map, "
-    "readback, liveview, capture, writer.",
+    "readback, liveview, capture, writer, soak.",
 )
 @click.option(
     "--keep-data",
