@@ -21,6 +21,7 @@ def main() -> None:
       panda-flyscan demo                 run a flyscan on the simulated beamline
       panda-flyscan sim --prefix SIM     serve a simulated PandA through the real IOC
       panda-flyscan tiled serve          run the bundled Tiled service
+      panda-flyscan queue serve          plans through bluesky-queueserver (loopback)
       panda-flyscan view URI [UID]       plot a run live as it is written to Tiled
       panda-flyscan panda save DIR       save the PandA's configuration as YAML
       panda-flyscan sim conformance F    check block models against timing vectors
@@ -32,6 +33,7 @@ def _add_subcommands() -> None:
     from .bench import bench
     from .demo import demo
     from .panda import panda
+    from .queue import queue
     from .sim import sim
     from .tiled import tiled
     from .view import view
@@ -39,6 +41,7 @@ def _add_subcommands() -> None:
     main.add_command(bench)
     main.add_command(demo)
     main.add_command(panda)
+    main.add_command(queue)
     main.add_command(sim)
     main.add_command(tiled)
     main.add_command(view)
