@@ -21,6 +21,7 @@ def main() -> None:
       panda-flyscan demo                 run a flyscan on the simulated beamline
       panda-flyscan sim --prefix SIM     serve a simulated PandA through the real IOC
       panda-flyscan tiled serve          run the bundled Tiled service
+      panda-flyscan bus serve            a local NATS JetStream bus for documents
       panda-flyscan queue serve          plans through bluesky-queueserver (loopback)
       panda-flyscan view URI [UID]       plot a run live as it is written to Tiled
       panda-flyscan panda save DIR       save the PandA's configuration as YAML
@@ -31,6 +32,7 @@ def main() -> None:
 
 def _add_subcommands() -> None:
     from .bench import bench
+    from .bus import bus
     from .demo import demo
     from .panda import panda
     from .queue import queue
@@ -39,6 +41,7 @@ def _add_subcommands() -> None:
     from .view import view
 
     main.add_command(bench)
+    main.add_command(bus)
     main.add_command(demo)
     main.add_command(panda)
     main.add_command(queue)

@@ -420,3 +420,64 @@ def replay(
         click.echo("nothing to replay")
     if failed:
         raise click.ClickException(f"{failed} journal(s) failed; they stay pending")
+
+
+@tiled.command()
+@click.option(
+    "--bus",
+    "bus_url",
+    default="nats://127.0.0.1:4222",
+    show_default=True,
+    help="NATS JetStream server the RunEngines publish to.",
+)
+@click.option("--bus-user", envvar="PANDA_FLYSCAN_BUS_USER", default=None)
+@click.option("--bus-password", envvar="PANDA_FLYSCAN_BUS_PASSWORD", default=None)
+@click.option("--bus-token", envvar="PANDA_FLYSCAN_BUS_TOKEN", default=None)
+@click.option(
+    "--tiled-uri", default=DEFAULT_URI, show_default=True, help="Tiled server."
+)
+@_key_option
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The service's checkpoint and journals (default: "
+    f"{default_journal_dir().parent / 'writer-service'}). One per service.",
+)
+@click.option(
+    "--no-validate",
+    is_flag=True,
+    help="Skip event-model's schema check of each document (faster).",
+)
+def writer(
+    bus_url: str,
+    bus_user: str | None,
+    bus_password: str | None,
+    bus_token: str | None,
+    tiled_uri: str,
+    api_key: str,
+    state_dir: Path | None,
+    no_validate: bool,
+) -> None:
+    """Write the documents on the bus into Tiled, until Ctrl-C or SIGTERM.
+
+    Reads every bluesky.<beamline>.documents subject in order, resumes after
+    a crash where it left off (runs Tiled holds complete are skipped, partial
+    ones rewritten), quarantines malformed messages to bluesky.quarantine.
+    Prints one line on stdout once it consumes; logs go to stderr.
+    """
+    from ..writer_service import run_writer_service
+
+    try:
+        run_writer_service(
+            bus_url=bus_url,
+            user=bus_user,
+            password=bus_password,
+            token=bus_token,
+            tiled_uri=tiled_uri,
+            api_key=api_key,
+            state_dir=state_dir or default_journal_dir().parent / "writer-service",
+            validate=not no_validate,
+        )
+    except StorageError as err:
+        _fail(err)
