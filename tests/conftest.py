@@ -108,6 +108,7 @@ _SERVER_MODULES = {
     "test_storage_bad_input.py": "tiled",
     "test_storage_user_document.py": "tiled",
     "test_tiled_cluster.py": "postgres",
+    "test_bus_writer_service.py": "ioc",
 }
 
 
