@@ -1,0 +1,64 @@
+"""An unreachable bus is a clear error at start-up, naming the address, for
+the RunEngine's publisher and for the writer service; `panda-flyscan bus
+serve` starts a server the publisher can use."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from panda_flyscan.processes import ManagedProcess
+from panda_flyscan.storage.bus import BusOptions, BusPublisher, BusUnreachableError
+from panda_flyscan.storage.cluster import free_loopback_port
+
+
+def test_publisher_names_the_unreachable_address() -> None:
+    port = free_loopback_port()  # nothing listens there
+    with pytest.raises(BusUnreachableError, match=f"nats://127.0.0.1:{port}"):
+        BusPublisher(BusOptions(f"nats://127.0.0.1:{port}", connect_timeout=1), "bl")
+
+
+def test_writer_service_names_the_unreachable_address() -> None:
+    port = free_loopback_port()
+    result = subprocess.run(
+        [
+            sys.executable,
+            *("-m", "panda_flyscan", "tiled", "writer"),
+            *("--bus", f"nats://127.0.0.1:{port}"),
+            *("--tiled-uri", f"http://127.0.0.1:{free_loopback_port()}"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert f"no NATS server answers at nats://127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bus_serve_prints_a_url_the_publisher_uses(tmp_path: Path) -> None:
+    process = ManagedProcess(
+        "bus-serve",
+        [
+            sys.executable,
+            *("-m", "panda_flyscan", "bus", "serve"),
+            *("--store-dir", str(tmp_path / "nats"), "--port", "0"),
+        ],
+        tmp_path / "bus-serve.log",
+        dict(os.environ),
+        ready=re.compile(r"nats://127\.0\.0\.1:\d+"),
+    )
+    process.start()
+    try:
+        url = process.wait_ready(30).strip()
+        with BusPublisher(BusOptions(url), "bl", journal_dir=tmp_path / "j") as pub:
+            pub("start", {"uid": "r1", "time": 1.0})
+            pub("stop", {"uid": "s1", "run_start": "r1", "time": 2.0})
+            assert pub.stats.runs_durable == 1
+    finally:
+        process.stop()
