@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 
@@ -200,9 +201,12 @@ def status(zmq_control_addr: str, timeout: float) -> None:
     except QueueServerError as err:
         raise click.ClickException(str(err)) from err
     try:
-        state = api.status()
-        plans = sorted(api.plans_allowed()["plans_allowed"])
-        devices = sorted(api.devices_allowed()["devices_allowed"])
+        # The API's replies are untyped dicts.
+        state: Any = api.status()
+        allowed: Any = api.plans_allowed()
+        devices_allowed: Any = api.devices_allowed()
+        plans = sorted(allowed["plans_allowed"])
+        devices = sorted(devices_allowed["devices_allowed"])
     finally:
         api.close()
     click.echo(f"RE Manager at {zmq_control_addr}: {state['manager_state']}")

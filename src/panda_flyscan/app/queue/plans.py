@@ -1,10 +1,12 @@
 """The plans the queue server offers: the library's, with JSON arguments.
 
 A queue-server client sends a plan as its name and JSON parameters. Devices
-travel as their names (``"panda"``, ``"x"``, ``["det"]``): the parameters
-below are annotated with bluesky's protocols (``Readable``, ``Movable``),
-which the queue server turns into lists of the matching devices, checks at
-submission, and replaces by the devices before the plan runs. A scanspec spec
+travel as their names (``"panda"``, ``"x"``, ``["det"]``): each device
+parameter is annotated (bluesky-queueserver's ``parameter_annotation_decorator``)
+with the names of this beamline's devices of its kind, so the queue server
+refuses any other name at submission and replaces each name by its device
+before the plan runs. The type hints (bluesky's ``Readable``, ``Movable``)
+say the same for a reader and for a beamline without such devices. A scanspec spec
 travels serialised (``Spec.serialize()``, a dict, or that dict as a JSON
 string) with motor names as its axes; :func:`deserialize_spec` turns it back
 into a spec over this beamline's motors.
@@ -19,6 +21,7 @@ from typing import Any
 
 from bluesky.protocols import Movable, Readable
 from bluesky.utils import MsgGenerator
+from bluesky_queueserver import parameter_annotation_decorator
 from ophyd_async.core import StandardDetector
 from pydantic import ValidationError
 from scanspec.specs import Spec
@@ -89,7 +92,38 @@ def _detectors(devices: Sequence[Any]) -> list[StandardDetector]:
     return list(devices)
 
 
-def queue_plans(beamline: Beamline) -> dict[str, Callable[..., MsgGenerator[Any]]]:
+Plan = Callable[..., MsgGenerator[Any]]
+
+
+def _device_annotations(beamline: Beamline) -> Callable[..., Callable[[Plan], Plan]]:
+    """A decorator factory: ``annotate("panda", "detectors")`` gives those
+    parameters the names of the beamline's PandA / detectors (motors for
+    ``motor``; ``optional motor``: a motor or None) as their only values."""
+    kinds = {
+        "panda": ("PandA", [beamline.panda.name]),
+        "motor": ("Motor", sorted(beamline.motors)),
+        "detectors": ("Detector", sorted(beamline.detectors)),
+    }
+    types = {"panda": "{}", "motor": "{}", "detectors": "typing.List[{}]"}
+
+    def annotate(*names: str) -> Callable[[Plan], Plan]:
+        parameters: dict[str, Any] = {}
+        for entry in names:
+            optional, _, name = entry.rpartition(" ")
+            kind, devices = kinds[name]
+            if not devices:  # no such devices: the type hint stands
+                continue
+            hint = types[name].format(kind)
+            parameters[name] = {
+                "annotation": f"typing.Optional[{hint}]" if optional else hint,
+                "devices": {kind: devices},
+            }
+        return parameter_annotation_decorator({"parameters": parameters})
+
+    return annotate
+
+
+def queue_plans(beamline: Beamline) -> dict[str, Plan]:
     """The plans for ``beamline``'s queue-server session, by name.
 
     ``spec_scan``, ``time_scan``, ``position_scan`` and ``async_scan``: the
@@ -98,7 +132,9 @@ def queue_plans(beamline: Beamline) -> dict[str, Callable[..., MsgGenerator[Any]
     serialised over the motors' names.
     """
     motors = dict(beamline.motors)
+    annotate = _device_annotations(beamline)
 
+    @annotate("panda", "detectors")
     def spec_scan(
         panda: Readable,
         spec: dict[str, Any] | str,
@@ -129,6 +165,7 @@ def queue_plans(beamline: Beamline) -> dict[str, Callable[..., MsgGenerator[Any]
             )
         )
 
+    @annotate("panda", "detectors")
     def time_scan(
         panda: Readable,
         frames: int,
@@ -153,6 +190,7 @@ def queue_plans(beamline: Beamline) -> dict[str, Callable[..., MsgGenerator[Any]
             )
         )
 
+    @annotate("panda", "motor", "detectors")
     def position_scan(
         panda: Readable,
         motor: Movable,
@@ -183,6 +221,7 @@ def queue_plans(beamline: Beamline) -> dict[str, Callable[..., MsgGenerator[Any]
             )
         )
 
+    @annotate("panda", "optional motor", "detectors")
     def async_scan(
         panda: Readable,
         duration: float | None = None,
