@@ -132,6 +132,8 @@ def serve(
     """
     from ..queue.server import QueueServerError, QueueStack
 
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.getsignal(sig) for sig in handled}
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_stop)
@@ -170,9 +172,14 @@ def serve(
         raise click.ClickException(str(err)) from err
     finally:
         # A second Ctrl-C must not cut the clean-up short.
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for sig in handled:
             signal.signal(sig, signal.SIG_IGN)
-        stack.stop()
+        try:
+            stack.stop()
+        finally:
+            # As they were (the command may run inside another program).
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 @queue.command()
