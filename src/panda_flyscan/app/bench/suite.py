@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from panda_flyscan.app.bench import (
+    measure_bus,
     measure_capture,
     measure_map,
     measure_scans,
@@ -77,6 +78,7 @@ GROUPS = {
     "fixed": "5. Fixed costs",
     "map": "6. 2-D snake map: spec_scan (one run) vs bp.grid_scan, into Tiled",
     "soak": "7. Soak: many flyscans in one session, and what grows",
+    "bus": "8. Document bus: RunEngine -> NATS JetStream -> writer service -> Tiled",
 }
 
 
@@ -304,6 +306,18 @@ MEASUREMENTS: dict[str, Measurement] = {
             "last tenth / first.",
             measure_soak.soak,
             ("soak.ioc.rss.growth",),
+        ),
+        Measurement(
+            "bus",
+            "bus",
+            "Document bus: bp.count([det], N) events through BusPublisher -> "
+            "nats-server (JetStream) -> `panda-flyscan tiled writer --bus` (its "
+            "own process) -> Tiled, alternating with the in-process "
+            "DurableTiledWriter: documents/s to the run complete in Tiled and "
+            "their ratio; the RunEngine's time per document in each; stop "
+            "document -> run complete in Tiled (measure_bus.py).",
+            measure_bus.bus,
+            ("bus.rate.ratio",),
         ),
     ]
 }
