@@ -109,6 +109,7 @@ _SERVER_MODULES = {
     "test_storage_user_document.py": "tiled",
     "test_tiled_cluster.py": "postgres",
     "test_bus_writer_service.py": "ioc",
+    "test_bus_tiled_cluster.py": "postgres",
 }
 
 

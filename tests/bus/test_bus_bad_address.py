@@ -58,6 +58,7 @@ def test_bus_serve_prints_a_url_the_publisher_uses(tmp_path: Path) -> None:
         url = process.wait_ready(30).strip()
         with BusPublisher(BusOptions(url), "bl", journal_dir=tmp_path / "j") as pub:
             pub("start", {"uid": "r1", "time": 1.0})
+            assert pub.flush(10)  # the publisher idle: a lone stop must wake it
             pub("stop", {"uid": "s1", "run_start": "r1", "time": 2.0})
             assert pub.stats.runs_durable == 1
     finally:

@@ -173,10 +173,8 @@ class BusPublisher:
                     target.stopped = True
                 self._queue.append((target, payload.encode()))
                 wake = len(self._queue) == 1 or name == "stop"
-            if wake:  # the drainer sleeps only on an empty queue, or waits a stop
-                self._loop.call_soon_threadsafe(
-                    self._urgent.set if name == "stop" else self._wake.set
-                )
+            if wake:  # the drainer sleeps only on an empty queue, or gathers
+                self._loop.call_soon_threadsafe(self._wake_up, name == "stop")
         except Exception:
             logger.exception("BusPublisher could not take a %r document", name)
         elapsed = time.perf_counter() - start
@@ -238,6 +236,11 @@ class BusPublisher:
             self._last_run = None
 
     # -- background side --------------------------------------------------------
+    def _wake_up(self, urgent: bool) -> None:
+        self._wake.set()
+        if urgent:
+            self._urgent.set()
+
     async def _drain(self) -> None:
         while True:
             with self._lock:
