@@ -110,6 +110,7 @@ _SERVER_MODULES = {
     "test_tiled_cluster.py": "postgres",
     "test_bus_writer_service.py": "ioc",
     "test_bus_tiled_cluster.py": "postgres",
+    "test_queue_e2e.py": "ioc",
 }
 
 

@@ -24,7 +24,7 @@ from bluesky_queueserver_api.comm_base import RequestFailedError
 from scanspec.core import Path as ScanPath
 from scanspec.specs import Fly, Line
 
-from panda_flyscan.app.queue.server import QueueServer
+from panda_flyscan.app.queue.server import QueueServer, QueueServerError
 from panda_flyscan.app.queue.settings import (
     DATA_DIR_ENV,
     TILED_API_KEY_ENV,
@@ -32,7 +32,9 @@ from panda_flyscan.app.queue.settings import (
     ProfileSettings,
 )
 from panda_flyscan.app.simulated import SimulatedBeamline
+from panda_flyscan.processes import ManagedProcess
 from panda_flyscan.storage import TiledService, read_field, read_stream
+from panda_flyscan.storage.cluster import free_loopback_port
 
 API_KEY = "queuetests"
 COUNT = 0.001  # mm: one encoder count on every simulated axis
@@ -169,3 +171,40 @@ def test_a_bad_spec_fails_its_item_and_the_queue_carries_on(queue: QueueEnv) -> 
         queue.api.item_add(BPlan("time_scan", "nopanda", 10, 1e-3))
     # And the next plan runs.
     _completed(queue.run(BPlan("time_scan", "panda", 10, 1e-3)))
+
+
+def test_a_profile_that_cannot_reach_tiled_fails_start_naming_it(
+    tmp_path: Path,
+) -> None:
+    """The worker's start-up fails (no Tiled): start() raises with the
+    manager's log, and Redis and the RE Manager are stopped."""
+    tiled = f"http://127.0.0.1:{free_loopback_port()}/api/v1"
+    settings = ProfileSettings(
+        tiled_uri=tiled,
+        tiled_api_key=API_KEY,
+        data_dir=tmp_path / "data",
+        panda_prefix="NONE:PANDA:",
+        motor_pvs={"x": "NONE:M1"},
+        detector_prefixes={"DETECTOR_PREFIX": "NONE:DET:"},
+    )
+    server = QueueServer(tmp_path / "qs", settings, environment_timeout=60)
+    started: list[ManagedProcess] = []
+    real_start = ManagedProcess.start
+
+    def recording(process: ManagedProcess) -> None:
+        started.append(process)
+        real_start(process)
+
+    begin = time.monotonic()
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        pytest.raises(QueueServerError, match="environment did not open") as err,
+    ):
+        patch.setattr(ManagedProcess, "start", recording)
+        server.start()
+    took = time.monotonic() - begin
+    # The worker's traceback, in the log tail the error carries, names Tiled.
+    assert tiled.removesuffix("/api/v1").removeprefix("http://") in str(err.value)
+    assert [p.name for p in started] == ["redis", "re-manager"]
+    assert all(p.exited() for p in started)
+    print(f"failed start-up reported and cleaned up in {took:.1f} s")
