@@ -160,6 +160,22 @@ def test_time_scan_through_the_queue_lands_in_tiled(queue: QueueEnv) -> None:
     )
 
 
+def test_bluesky_step_plans_move_and_read_motors_by_name(queue: QueueEnv) -> None:
+    moved = queue.run(BPlan("mv", "x", 0.25, "y", -0.1))
+    assert moved["result"]["exit_status"] == "completed", moved["result"]["msg"]
+    uid = _completed(queue.run(BPlan("count", ["x", "y"], num=2)))
+    client = queue.tiled.client()
+    x = read_field(client, uid, "primary", "x")
+    y = read_field(client, uid, "primary", "y")
+    np.testing.assert_allclose(x, [0.25, 0.25], atol=COUNT)
+    np.testing.assert_allclose(y, [-0.1, -0.1], atol=COUNT)
+    # A sub-device by name: the motor's velocity signal.
+    uid = _completed(queue.run(BPlan("count", ["x.velocity"])))
+    assert len(read_field(client, uid, "primary", "x-velocity")) == 1
+    # Where the session's other tests expect them.
+    queue.run(BPlan("mv", "x", 0.0, "y", 0.0))
+
+
 def test_a_bad_spec_fails_its_item_and_the_queue_carries_on(queue: QueueEnv) -> None:
     spec = Fly(0.01 @ Line("q", 0.0, 1.0, 5))  # no motor q
     item = queue.run(BPlan("spec_scan", "panda", spec.serialize()))

@@ -171,6 +171,10 @@ class QueueServer:
             devices; a broken profile fails :meth:`start`, with the log).
         startup_timeout: Seconds for the RE Manager to answer.
         environment_timeout: Seconds for the environment to open.
+        device_max_depth: How deep the RE Manager lists (and clients may name)
+            sub-devices (``x.velocity``): 0, the default, all (some 450 on
+            the simulated beamline, listed in under a second); 1: top-level
+            devices only.
     """
 
     def __init__(
@@ -186,8 +190,10 @@ class QueueServer:
         open_environment: bool = True,
         startup_timeout: float = 60.0,
         environment_timeout: float = 120.0,
+        device_max_depth: int = 0,
     ) -> None:
         self.work_dir = Path(work_dir)
+        self.device_max_depth = device_max_depth
         self.settings = settings
         self.env = dict(os.environ if env is None else env)
         self._given_redis = redis_addr
@@ -271,9 +277,7 @@ class QueueServer:
             *("--zmq-control-addr", self.control_addr),
             *("--zmq-info-addr", self.info_addr),
             *("--zmq-publish-console", "ON"),
-            # Only top-level devices are listed (the PandA has hundreds of
-            # signals); names like x.velocity still resolve when submitted.
-            *("--device-max-depth", "1"),
+            *("--device-max-depth", str(self.device_max_depth)),
         ]
         env = {**self.env, **self.settings.to_env()}
         # The worker imports the profile's package from this interpreter's env.
