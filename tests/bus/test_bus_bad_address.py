@@ -13,8 +13,14 @@ from pathlib import Path
 import pytest
 
 from panda_flyscan.processes import ManagedProcess
-from panda_flyscan.storage.bus import BusOptions, BusPublisher, BusUnreachableError
+from panda_flyscan.storage.bus import (
+    BusOptions,
+    BusPublisher,
+    BusUnreachableError,
+    NatsServer,
+)
 from panda_flyscan.storage.cluster import free_loopback_port
+from panda_flyscan.storage.journal import pending_journals, read_journal
 
 
 def test_publisher_names_the_unreachable_address() -> None:
@@ -63,3 +69,30 @@ def test_bus_serve_prints_a_url_the_publisher_uses(tmp_path: Path) -> None:
             assert pub.stats.runs_durable == 1
     finally:
         process.stop()
+
+
+def test_bus_dying_mid_run_leaves_the_run_journaled(tmp_path: Path) -> None:
+    """The server killed mid-run: the stop waits its bounded time, the run's
+    journal stays pending (replayable), and once a server is back on the
+    same port and store the next run is durable again."""
+    store, journal = tmp_path / "nats", tmp_path / "journal"
+    server = NatsServer(store).start()
+    try:
+        pub = BusPublisher(
+            BusOptions(server.url), "bl", journal_dir=journal, stop_timeout=2
+        )
+        pub("start", {"uid": "r1", "time": 1.0})
+        assert pub.flush(10)
+        server.kill()
+        pub("stop", {"uid": "s1", "run_start": "r1", "time": 2.0})
+        assert pub.stats.runs_not_durable == 1
+        (pending,) = pending_journals(journal)
+        docs, truncated = read_journal(pending)
+        assert [name for name, _ in docs] == ["start", "stop"] and not truncated
+        server = NatsServer(store, port=server.port).start()
+        pub("start", {"uid": "r2", "time": 3.0})
+        pub("stop", {"uid": "s2", "run_start": "r2", "time": 4.0})
+        assert pub.stats.runs_durable == 1
+        pub.close()
+    finally:
+        server.stop()

@@ -72,6 +72,7 @@ class _Run:
         self.stopped = False
         self.error: str | None = None
         self.acked = threading.Event()  # stopped and every document acked
+        self.futures: set[asyncio.Future[Any]] = set()  # awaiting their ack
 
 
 class BusPublisher:
@@ -226,6 +227,10 @@ class BusPublisher:
             )
             if run.journal is not None:
                 run.journal.close()  # pending: replayable
+            # Acks that never came (the server died with them) would hold
+            # publish_async's slots for ever: give them up (already reported).
+            run.error = run.error or "given up"
+            self._loop.call_soon_threadsafe(_cancel_all, run.futures)
         else:
             self.stats.runs_durable += 1
             if run.journal is not None:
@@ -263,12 +268,18 @@ class BusPublisher:
                 run.count += 1
                 headers = {"Nats-Msg-Id": f"{run.uid}:{run.count}"}
                 try:
+                    # Bounded: acks lost with a dead server hold their slots.
                     future = await self._js.publish_async(
-                        self.subject, payload, headers=headers
+                        self.subject,
+                        payload,
+                        headers=headers,
+                        wait_stall=self.stop_timeout,
                     )
                 except Exception as err:
                     self._settle(run, f"{type(err).__name__}: {err}")
                     continue
+                run.futures.add(future)
+                future.add_done_callback(run.futures.discard)
                 future.add_done_callback(
                     lambda f, run=run: self._settle(run, _failure(f))
                 )
@@ -321,6 +332,11 @@ class BusPublisher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _cancel_all(futures: set[asyncio.Future[Any]]) -> None:
+    for future in list(futures):
+        future.cancel()
 
 
 def _failure(future: asyncio.Future[Any]) -> str | None:
