@@ -106,7 +106,8 @@ class _Subject:
     def __init__(self, writer: _ServiceWriter) -> None:
         self.writer = writer
         self.router = Router()
-        self.skipping: set[str] = set()  # runs Tiled holds complete
+        #: Runs not written this time: complete in Tiled, or held for a restart.
+        self.skipping: set[str] = set()
 
 
 class WriterService:
@@ -265,7 +266,22 @@ class WriterService:
                 self.stats.runs_skipped += 1
                 logger.info("run %s: already complete in Tiled, skipped", run)
                 return
-            self._clear_partial(state, run, seq)
+            try:
+                self._clear_partial(state, run, seq)
+            except Exception as err:
+                # Tiled, not the document, failed: hold the run open (the
+                # checkpoint stays at its start) for the next start.
+                state.skipping.add(run)
+                self.stats.runs_pending += 1
+                logger.error(
+                    "run %s: its partial copy in Tiled could not be replaced "
+                    "(%s: %s); it is rewritten from the bus when the service "
+                    "restarts",
+                    run,
+                    type(err).__name__,
+                    err,
+                )
+                return
         elif run in state.skipping:
             if name == "stop":
                 state.skipping.discard(run)
