@@ -39,7 +39,12 @@ def bus() -> None:
 @click.option(
     "--user", envvar="PANDA_FLYSCAN_BUS_USER", default=None, help="Require this user."
 )
-@click.option("--password", envvar="PANDA_FLYSCAN_BUS_PASSWORD", default=None)
+@click.option(
+    "--password",
+    envvar="PANDA_FLYSCAN_BUS_PASSWORD",
+    default=None,
+    help="The user's password.",
+)
 @click.option(
     "--token",
     envvar="PANDA_FLYSCAN_BUS_TOKEN",

@@ -38,6 +38,7 @@ def tiled() -> None:
     panda-flyscan tiled config postgres  production configuration (PostgreSQL)
     panda-flyscan tiled check --uri URI  can runs be written to (and read from) URI?
     panda-flyscan tiled replay           write journaled runs Tiled missed
+    panda-flyscan tiled writer --bus URL write the documents on a bus into Tiled
     """
 
 
@@ -430,9 +431,24 @@ def replay(
     show_default=True,
     help="NATS JetStream server the RunEngines publish to.",
 )
-@click.option("--bus-user", envvar="PANDA_FLYSCAN_BUS_USER", default=None)
-@click.option("--bus-password", envvar="PANDA_FLYSCAN_BUS_PASSWORD", default=None)
-@click.option("--bus-token", envvar="PANDA_FLYSCAN_BUS_TOKEN", default=None)
+@click.option(
+    "--bus-user",
+    envvar="PANDA_FLYSCAN_BUS_USER",
+    default=None,
+    help="User on the bus (or set PANDA_FLYSCAN_BUS_USER); none by default.",
+)
+@click.option(
+    "--bus-password",
+    envvar="PANDA_FLYSCAN_BUS_PASSWORD",
+    default=None,
+    help="Its password (or set PANDA_FLYSCAN_BUS_PASSWORD).",
+)
+@click.option(
+    "--bus-token",
+    envvar="PANDA_FLYSCAN_BUS_TOKEN",
+    default=None,
+    help="Token instead of a user (or set PANDA_FLYSCAN_BUS_TOKEN).",
+)
 @click.option(
     "--tiled-uri", default=DEFAULT_URI, show_default=True, help="Tiled server."
 )
