@@ -93,7 +93,8 @@ class BusPublisher:
             run's acknowledgements.
         journal: Journal runs locally until acknowledged (the default).
         batch_interval: Seconds documents gather before they are published
-            (a stop document is published at once).
+            (a stop document is published at once); the in-process writer's
+            flush interval, which costs the RunEngine as little.
     """
 
     def __init__(
@@ -104,7 +105,7 @@ class BusPublisher:
         journal_dir: str | Path | None = None,
         stop_timeout: float = 10.0,
         journal: bool = True,
-        batch_interval: float = 0.05,
+        batch_interval: float = 0.2,
     ) -> None:
         self.options = options
         self.subject = documents_subject(beamline)
