@@ -111,7 +111,6 @@ _SERVER_MODULES = {
     "test_bus_writer_service.py": "ioc",
     "test_bus_tiled_cluster.py": "postgres",
     "test_queue_e2e.py": "ioc",
-    "test_queue_serve_cli.py": "ioc",
 }
 
 
