@@ -4,7 +4,8 @@ The RE Manager's worker is a process of its own: everything the profile
 needs (which beamline, its PVs, where Tiled is, where data go) reaches it as
 environment variables, the same names ``panda-flyscan sim`` prints. This
 module is the one place that names them, read by the profile
-(:mod:`.profile.startup`) and written by the launcher (:mod:`.server`).
+(``profile/00-panda-flyscan.py``, through :func:`.session.open_session`)
+and written by the launcher (:mod:`.server`).
 
 ================================  =============================================
 variable                          what
