@@ -260,14 +260,17 @@ class WriterService:
             raise Malformed(f"{name} document belongs to no open run")
         if name == "start":
             self.tracker.started(run, seq)
-            if self.tracker.replaying(seq) and self._complete_in_tiled(run):
+            # Asked of Tiled for every run, not only those at or below the
+            # saved high-water mark: the crashed service may have written
+            # beyond its last checkpoint.
+            if self._complete_in_tiled(run):
                 state.skipping.add(run)
                 self.tracker.finished(run)
                 self.stats.runs_skipped += 1
                 logger.info("run %s: already complete in Tiled, skipped", run)
                 return
             try:
-                self._clear_partial(state, run, seq)
+                self._clear_partial(state, run)
             except Exception as err:
                 # Tiled, not the document, failed: hold the run open (the
                 # checkpoint stays at its start) for the next start.
@@ -312,13 +315,11 @@ class WriterService:
         except Exception:
             return False
 
-    def _clear_partial(self, state: _Subject, uid: str, seq: int) -> None:
+    def _clear_partial(self, state: _Subject, uid: str) -> None:
         """Delete what a crashed writer left of run ``uid`` (in Tiled and
         its journal) before writing it again from its start document."""
         stale = state.writer.journal_dir / f"{uid}.jsonl"
         stale.unlink(missing_ok=True)
-        if not self.tracker.replaying(seq):
-            return  # a new run: nothing of it can be in Tiled
         if uid in self.client:
             self.client.delete_contents(uid, recursive=True, external_only=False)
             self.stats.runs_replaced += 1
