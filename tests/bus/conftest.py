@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -68,6 +69,8 @@ class BusEnv:
         """``panda-flyscan tiled writer --bus ...`` as a process; returns
         once it consumes."""
         state_dir = state_dir or self.base / "writer-state"
+        for earlier in self.writers:  # one service at a time, whatever failed
+            earlier.stop()
         argv = [
             sys.executable,
             *("-m", "panda_flyscan", "tiled", "writer"),
@@ -79,7 +82,7 @@ class BusEnv:
             "writer",
             argv,
             self.base / f"writer-{number}.log",
-            dict(__import__("os").environ),
+            dict(os.environ),
             ready=WRITER_READY,
         )
         self.writers.append(process)
