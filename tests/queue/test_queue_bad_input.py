@@ -22,7 +22,7 @@ from panda_flyscan.app.queue.server import (
     QueueStack,
     connect_queue_server,
 )
-from panda_flyscan.app.queue.settings import ProfileSettings
+from panda_flyscan.app.queue.settings import ProfileError, ProfileSettings
 from panda_flyscan.plans import PlanArgumentError
 from panda_flyscan.storage.cluster import free_loopback_port
 
@@ -139,3 +139,8 @@ def test_a_serialised_spec_comes_back_over_the_motors() -> None:
 def test_a_bad_spec_is_refused_naming_the_problem(spec: object, problem: str) -> None:
     with pytest.raises(PlanArgumentError, match=problem):
         deserialize_spec(spec, MOTORS)  # type: ignore[arg-type]
+
+
+def test_a_missing_profile_variable_is_named() -> None:
+    with pytest.raises(ProfileError, match=r"needs TILED_URI, .*PANDA_PREFIX"):
+        ProfileSettings.from_env({"PANDA_FLYSCAN_BEAMLINE": "real"})

@@ -25,6 +25,7 @@ from scanspec.core import Path as ScanPath
 from scanspec.specs import Fly, Line
 
 from panda_flyscan.app.queue.server import QueueServer, QueueServerError
+from panda_flyscan.app.queue.session import open_session
 from panda_flyscan.app.queue.settings import (
     DATA_DIR_ENV,
     TILED_API_KEY_ENV,
@@ -32,6 +33,7 @@ from panda_flyscan.app.queue.settings import (
     ProfileSettings,
 )
 from panda_flyscan.app.simulated import SimulatedBeamline
+from panda_flyscan.devices import FlyscanPanda
 from panda_flyscan.processes import ManagedProcess
 from panda_flyscan.storage import TiledService, read_field, read_stream
 from panda_flyscan.storage.cluster import free_loopback_port
@@ -224,3 +226,35 @@ def test_a_profile_that_cannot_reach_tiled_fails_start_naming_it(
     assert [p.name for p in started] == ["redis", "re-manager"]
     assert all(p.exited() for p in started)
     print(f"failed start-up reported and cleaned up in {took:.1f} s")
+
+
+def test_the_session_of_a_real_beamline_from_prefixes_and_wiring(
+    queue: QueueEnv, beamline: SimulatedBeamline
+) -> None:
+    """What the worker builds for PANDA_FLYSCAN_BEAMLINE=real, built in this
+    process against the session's simulated IOCs (and this module's Tiled)."""
+    settings = ProfileSettings.from_env(
+        {
+            "PANDA_FLYSCAN_BEAMLINE": "real",
+            "PANDA_PREFIX": beamline.panda_prefix,
+            "MOTOR_PV": beamline.motor_pvs[0],
+            "MOTOR_PV_Y": beamline.motor_pvs[1],
+            "PANDA_FLYSCAN_ENCODERS": "x=1,y=2",
+            TILED_URI_ENV: queue.tiled.uri,
+            TILED_API_KEY_ENV: API_KEY,
+            DATA_DIR_ENV: str(queue.data_dir),
+        }
+    )
+    session = open_session(settings)
+    try:
+        names = session.namespace()
+        assert isinstance(names["panda"], FlyscanPanda)
+        assert sorted(session.beamline.motors) == ["x", "y"]
+        assert session.beamline.detectors == {}
+        assert session.beamline.wiring.encoder_for("y") == 2
+        assert {"spec_scan", "time_scan", "position_scan", "count"} <= set(names)
+        assert names["RE"] is session.RE
+    finally:
+        if session.writer.token is not None:
+            session.RE.unsubscribe(session.writer.token)
+        session.writer.close()
