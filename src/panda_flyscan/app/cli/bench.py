@@ -46,6 +46,10 @@ Figures (each repeated; the table shows median, min, max and runs):
                     memory, threads and open files of the IOC, the
                     simulator, this process and Tiled, growth from scan
                     20 to the last (%); scan time, last tenth / first
+  8. bus            bp.count events through the NATS bus and the writer
+                    service against the in-process writer: documents/s
+                    (ratio), the RunEngine's cost per document, stop
+                    document -> run complete in Tiled
 \b
 --quick: N = 1e3 only, fewer rates and repeats, a 1e5-row read-back, a
 4 x 50 map (grid_scan 2 x 20), 20 soak scans: about 3 minutes on 2 cores.
