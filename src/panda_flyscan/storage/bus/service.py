@@ -46,7 +46,7 @@ from nats.js.client import JetStreamContext
 
 from ..checks import REPLAY_SCOPES, check_can_write, connect
 from ..writer import DurableTiledWriter
-from .checkpoint import CheckpointFile, RunTracker
+from .checkpoint import Checkpoint, CheckpointFile, RunTracker
 from .messages import Malformed, Router, parse_message
 from .nats_io import (
     DOCUMENTS_STREAM,
@@ -228,7 +228,7 @@ class WriterService:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
-    def _save(self, saved: Any) -> Any:
+    def _save(self, saved: Checkpoint) -> Checkpoint:
         now = self.tracker.checkpoint()
         if now != saved:
             self.checkpoints.save(now)
