@@ -99,7 +99,10 @@ class BusEnv:
 
         def complete() -> bool:
             client = self.client()
-            return uid in client and bool(client[uid].metadata.get("stop"))
+            try:
+                return bool(client[uid].metadata.get("stop"))
+            except Exception:  # not there yet, or a partial copy being replaced
+                return False
 
         poll_until(complete, timeout=timeout, interval=0.1)
 

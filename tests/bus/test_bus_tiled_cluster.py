@@ -138,10 +138,13 @@ def test_two_beamlines_write_at_once_through_the_bus_into_a_cluster(
             reader = read_through.client()
 
             def both_complete() -> bool:
-                return all(
-                    uid in reader and bool(reader[uid].metadata.get("stop"))
-                    for uid in (uid_one, uid_two)
-                )
+                try:
+                    return all(
+                        bool(reader[uid].metadata.get("stop"))
+                        for uid in (uid_one, uid_two)
+                    )
+                except KeyError:  # not there yet
+                    return False
 
             poll_until(both_complete, timeout=60, interval=0.1)
             _check(reader, uid_one, path_one, 3000)

@@ -197,7 +197,10 @@ def _through_bus(
 
     def complete() -> bool:
         # The service is another process: Tiled is the only place to look.
-        return uid in client and bool(client[uid].metadata.get("stop"))
+        try:
+            return bool(client[uid].metadata.get("stop"))
+        except Exception:  # not there yet
+            return False
 
     poll_until(complete, timeout=120, interval=0.005)
     done = time.perf_counter()

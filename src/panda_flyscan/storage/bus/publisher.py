@@ -116,6 +116,7 @@ class BusPublisher:
         )
         self._journal = journal
         self.stats = PublisherStats()
+        self.token: int | None = None  # RunEngine subscription, if the caller keeps it
         self._queue: collections.deque[tuple[_Run, bytes]] = collections.deque()
         self._lock = threading.Condition()
         self._unsettled = 0  # documents queued or awaiting their ack
