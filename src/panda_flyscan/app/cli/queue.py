@@ -95,6 +95,21 @@ def queue() -> None:
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Also write the client environment (KEY=VALUE lines) to this file.",
 )
+@click.option(
+    "--bus",
+    "bus_url",
+    metavar="URL",
+    help="Publish the worker's documents to this NATS JetStream server "
+    "(nats://127.0.0.1:4222, e.g. from `panda-flyscan bus serve`) instead of "
+    "writing Tiled in the worker; run `panda-flyscan tiled writer --bus URL "
+    "--tiled-uri ...` to write them into Tiled (docs/deployment.md).",
+)
+@click.option(
+    "--bus-name",
+    metavar="NAME",
+    help="The beamline's name on the bus (subject bluesky.NAME.documents) "
+    "[default: the PandA's prefix].",
+)
 def serve(
     sim: bool,
     prefix: str,
@@ -106,6 +121,8 @@ def serve(
     work_dir: Path | None,
     data_dir: Path | None,
     env_file: Path | None,
+    bus_url: str | None,
+    bus_name: str | None,
 ) -> None:
     """Serve the queue server (Redis + RE Manager) against a beamline.
 
@@ -147,6 +164,8 @@ def serve(
         redis_addr=redis_addr,
         control_port=control_port,
         info_port=info_port,
+        bus_url=bus_url,
+        bus_name=bus_name,
     )
     click.echo(
         f"Starting the queue server (work directory {stack.work_dir})...", err=True

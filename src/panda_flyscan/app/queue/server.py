@@ -36,7 +36,14 @@ from urllib.parse import urlsplit
 from ...polling import poll_until
 from ...processes import ManagedProcess
 from ...storage.cluster import RedisServer, free_loopback_port
-from .settings import DATA_DIR_ENV, TILED_API_KEY_ENV, TILED_URI_ENV, ProfileSettings
+from .settings import (
+    BUS_NAME_ENV,
+    BUS_URL_ENV,
+    DATA_DIR_ENV,
+    TILED_API_KEY_ENV,
+    TILED_URI_ENV,
+    ProfileSettings,
+)
 
 if TYPE_CHECKING:
     from bluesky_queueserver_api.zmq import REManagerAPI
@@ -367,6 +374,9 @@ class QueueStack:
             it must be able to read ``data_dir``.
         data_dir: Where the PandA and detectors write (as their IOCs see it).
         redis_addr, control_port, info_port: as for :class:`QueueServer`.
+        bus_url: Publish the worker's documents to this NATS JetStream server
+            (as ``bus_name``) instead of writing Tiled in the worker; a
+            writer service (``panda-flyscan tiled writer --bus``) writes them.
     """
 
     def __init__(
@@ -381,7 +391,11 @@ class QueueStack:
         redis_addr: str | None = None,
         control_port: int = DEFAULT_CONTROL_PORT,
         info_port: int = DEFAULT_INFO_PORT,
+        bus_url: str | None = None,
+        bus_name: str | None = None,
     ) -> None:
+        self.bus_url = bus_url
+        self.bus_name = bus_name
         self.work_dir = Path(
             work_dir
             if work_dir is not None
@@ -420,6 +434,8 @@ class QueueStack:
             check_listening(self.redis_addr, "Redis", default_port=6379)
         if self.tiled_uri is not None:
             check_listening(self.tiled_uri, "Tiled server", default_port=80)
+        if self.bus_url is not None:
+            check_listening(self.bus_url, "NATS server (the bus)", default_port=4222)
         for port, what in ((self.control_port, "control"), (self.info_port, "info")):
             if port:
                 _check_free(port, f"RE Manager's {what} port")
@@ -437,6 +453,8 @@ class QueueStack:
                     TILED_URI_ENV: uri,
                     **({TILED_API_KEY_ENV: key} if key else {}),
                     DATA_DIR_ENV: str(self.data_dir.resolve()),
+                    **({BUS_URL_ENV: self.bus_url} if self.bus_url else {}),
+                    **({BUS_NAME_ENV: self.bus_name} if self.bus_name else {}),
                 }
             )
             self.server = self._stack.enter_context(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bluesky import RunEngine
 from bluesky.plan_stubs import mv
@@ -23,6 +23,9 @@ from ...storage import DurableTiledWriter, subscribe_tiled_writer
 from .plans import queue_plans
 from .settings import ProfileSettings
 
+if TYPE_CHECKING:
+    from ...storage.bus import BusPublisher
+
 __all__ = ["QueueSession", "build_beamline", "open_session"]
 
 
@@ -32,7 +35,8 @@ class QueueSession:
 
     RE: RunEngine
     beamline: Beamline
-    writer: DurableTiledWriter
+    #: The in-process writer into Tiled, or the publisher to the bus.
+    writer: DurableTiledWriter | BusPublisher
     plans: dict[str, Callable[..., Any]] = field(default_factory=dict)
 
     def namespace(self) -> dict[str, Any]:
@@ -84,7 +88,9 @@ def build_beamline(settings: ProfileSettings) -> Beamline:
 def open_session(settings: ProfileSettings | None = None) -> QueueSession:
     """The RunEngine writing into Tiled, the beamline connected, the plans.
 
-    ``settings`` default to :meth:`ProfileSettings.from_env`. Raises, naming
+    ``settings`` default to :meth:`ProfileSettings.from_env`. With
+    ``settings.bus_url`` the documents go to the bus (a
+    :class:`~panda_flyscan.storage.bus.BusPublisher`) instead. Raises, naming
     the fix, if Tiled cannot store runs or cannot read the data directory
     (:func:`~panda_flyscan.storage.subscribe_tiled_writer`), or a device does
     not connect: the queue server then reports the environment as failed to
@@ -92,15 +98,28 @@ def open_session(settings: ProfileSettings | None = None) -> QueueSession:
     """
     settings = settings if settings is not None else ProfileSettings.from_env()
     RE = RunEngine({})
-    # Subscribed first: an unreachable Tiled fails the start-up before the
-    # devices are connected.
-    writer = subscribe_tiled_writer(
-        RE,
-        settings.tiled_uri,
-        settings.tiled_api_key,
-        external_dirs=[settings.data_dir],
-        journal_dir=settings.journal_dir,
-    )
+    # Subscribed first: an unreachable Tiled (or bus) fails the start-up
+    # before the devices are connected.
+    writer: DurableTiledWriter | BusPublisher
+    if settings.bus_url:
+        # The facility layout: documents leave over the bus; the writer
+        # service, not this worker, talks to Tiled.
+        from ...storage.bus import BusOptions, BusPublisher
+
+        writer = BusPublisher(
+            BusOptions(settings.bus_url),
+            settings.bus_beamline,
+            journal_dir=settings.journal_dir,
+        )
+        RE.subscribe(writer)
+    else:
+        writer = subscribe_tiled_writer(
+            RE,
+            settings.tiled_uri,
+            settings.tiled_api_key,
+            external_dirs=[settings.data_dir],
+            journal_dir=settings.journal_dir,
+        )
     beamline = build_beamline(settings)
     flyscans: dict[str, Callable[..., Any]] = dict(queue_plans(beamline))
     # bluesky's own step plans, for the motors and detectors by name.

@@ -26,6 +26,13 @@ variable                          what
 ``PANDA_FLYSCAN_DATA_URI``        real: how Tiled reaches that directory, if
                                   mounted elsewhere
 ``PANDA_FLYSCAN_JOURNAL_DIR``     the Tiled writer's journal (default: its own)
+``PANDA_FLYSCAN_BUS``             publish documents to this NATS JetStream
+                                  server instead of writing Tiled in the
+                                  worker (``panda-flyscan tiled writer
+                                  --bus`` writes them; docs/bus.md)
+``PANDA_FLYSCAN_BUS_NAME``        the beamline's name on the bus (its subject
+                                  ``bluesky.<name>.documents``; default: the
+                                  PandA's prefix)
 ================================  =============================================
 """
 
@@ -41,6 +48,8 @@ from ...storage.config import CLIENT_API_KEY_ENV
 
 __all__ = [
     "BEAMLINE_ENV",
+    "BUS_NAME_ENV",
+    "BUS_URL_ENV",
     "DATA_DIR_ENV",
     "DATA_URI_ENV",
     "DEFAULT_ENCODERS",
@@ -58,6 +67,8 @@ BEAMLINE_ENV = "PANDA_FLYSCAN_BEAMLINE"
 DATA_DIR_ENV = "PANDA_FLYSCAN_DATA_DIR"
 DATA_URI_ENV = "PANDA_FLYSCAN_DATA_URI"
 JOURNAL_DIR_ENV = "PANDA_FLYSCAN_JOURNAL_DIR"
+BUS_URL_ENV = "PANDA_FLYSCAN_BUS"
+BUS_NAME_ENV = "PANDA_FLYSCAN_BUS_NAME"
 ENCODERS_ENV = "PANDA_FLYSCAN_ENCODERS"
 TILED_URI_ENV = "TILED_URI"
 #: The name Tiled's own client reads.
@@ -112,6 +123,16 @@ class ProfileSettings:
     encoders: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_ENCODERS))
     data_uri: str | None = None
     journal_dir: Path | None = None
+    #: NATS JetStream server to publish documents to (None: write Tiled here).
+    bus_url: str | None = None
+    #: The beamline's name on the bus (None: from the PandA's prefix).
+    bus_name: str | None = None
+
+    @property
+    def bus_beamline(self) -> str:
+        """The name documents are published under (a NATS subject token)."""
+        name = self.bus_name or (self.panda_prefix or "beamline").split(":")[0]
+        return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ProfileSettings:
@@ -153,6 +174,8 @@ class ProfileSettings:
             journal_dir=Path(env[JOURNAL_DIR_ENV])
             if env.get(JOURNAL_DIR_ENV)
             else None,
+            bus_url=env.get(BUS_URL_ENV) or None,
+            bus_name=env.get(BUS_NAME_ENV) or None,
         )
 
     def to_env(self) -> dict[str, str]:
@@ -173,4 +196,8 @@ class ProfileSettings:
             env[DATA_URI_ENV] = self.data_uri
         if self.journal_dir is not None:
             env[JOURNAL_DIR_ENV] = str(self.journal_dir)
+        if self.bus_url:
+            env[BUS_URL_ENV] = self.bus_url
+        if self.bus_name:
+            env[BUS_NAME_ENV] = self.bus_name
         return env
