@@ -79,10 +79,11 @@ def test_events_visible_while_run_is_open(sqlite_backend, RE, make_writer):
         f"{writer.stats.flushes} flushes"
     )
     assert median_lag < 5.0  # ~1 s expected; generous bound against a loaded machine
-    # The RunEngine is not held back by HTTP: a writer costing 30 ms per
-    # document (batch_size=1) could not keep 100 Hz and would take >90 s.
+    # The RunEngine is not held back by HTTP: a writer doing HTTP on its
+    # thread costs ~30 ms a document (batch_size=1), thirty times this bound.
+    # (The run's duration is printed, not asserted: on a loaded machine it
+    # measures the machine.)
     assert writer.stats.mean_call_seconds < 1e-3
-    assert duration < 1.5 * EVENTS * DELAY
     # And afterwards everything is there.
     events = read_events(sqlite_backend.client(), uid)
     assert list(events["seq_num"]) == list(range(1, EVENTS + 1))
