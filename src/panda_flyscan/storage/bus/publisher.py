@@ -38,6 +38,7 @@ from nats.js.client import JetStreamContext
 
 from ..config import default_journal_dir
 from ..journal import JournalFile, encode
+from .messages import Router
 from .nats_io import BusOptions, connect_bus, documents_subject, ensure_streams
 
 __all__ = ["BusPublisher", "PublisherStats"]
@@ -121,8 +122,7 @@ class BusPublisher:
         self._lock = threading.Condition()
         self._unsettled = 0  # documents queued or awaiting their ack
         self._runs: dict[str, _Run] = {}
-        self._routes: dict[str, _Run] = {}
-        self._last_run: _Run | None = None
+        self._router = Router()  # the run each document belongs to
         self._closed = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -188,31 +188,16 @@ class BusPublisher:
             self._wait_for_run(run)
 
     def _route(self, name: str, doc: dict[str, Any]) -> _Run | None:
-        if name == "start":
-            uid = doc["uid"]
+        uid = self._router.route(name, doc)
+        if name == "start" and uid is not None:
             journal: JournalFile | None = None
             if self._journal:
                 try:
                     journal = JournalFile(self.journal_dir / f"{uid}.jsonl")
                 except OSError:
                     logger.exception("Cannot journal run %s", uid)
-            run = self._runs[uid] = self._last_run = _Run(uid, journal)
-            return run
-        if name in ("stop", "descriptor"):
-            run = self._runs.get(doc.get("run_start", ""))
-        elif name in ("event", "event_page"):
-            run = self._routes.get(doc.get("descriptor", ""))
-        elif name in ("datum", "datum_page"):
-            run = self._routes.get(doc.get("resource", ""))
-        elif name == "stream_datum":
-            run = self._routes.get(doc.get("stream_resource", ""))
-        elif name in ("resource", "stream_resource"):
-            run = self._runs.get(doc.get("run_start", "")) or self._last_run
-        else:
-            run = self._last_run
-        if run is not None and name in ("descriptor", "resource", "stream_resource"):
-            self._routes[doc["uid"]] = run
-        return run
+            self._runs[uid] = _Run(uid, journal)
+        return None if uid is None else self._runs.get(uid)
 
     def _wait_for_run(self, run: _Run) -> None:
         if not run.acked.wait(self.stop_timeout) or run.error is not None:
@@ -238,9 +223,7 @@ class BusPublisher:
             if run.journal is not None:
                 run.journal.close().unlink(missing_ok=True)
         self._runs.pop(run.uid, None)
-        self._routes = {k: v for k, v in self._routes.items() if v is not run}
-        if self._last_run is run:
-            self._last_run = None
+        self._router.close(run.uid)
 
     # -- background side --------------------------------------------------------
     def _wake_up(self, urgent: bool) -> None:
