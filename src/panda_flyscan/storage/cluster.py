@@ -16,33 +16,18 @@ server per core or host behind a load balancer (docs/deployment.md).
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import shutil
-import socket
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
 
-from ..processes import ManagedProcess, ProcessError
+from ._loopback_server import LoopbackServer, free_loopback_port
 from .errors import TiledServiceError
 from .service import TiledService
 
-__all__ = ["RedisServer", "TiledCluster"]
-
-#: The line redis-server logs once it accepts connections (after its PID,
-#: role and time).
-REDIS_READY = re.compile(r".* Ready to accept connections.*")
+__all__ = ["RedisServer", "TiledCluster", "free_loopback_port"]
 
 
-def free_loopback_port() -> int:
-    """A TCP port free on 127.0.0.1 now (the caller binds it soon after)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisServer:
+class RedisServer(LoopbackServer):
     """Debian's ``redis-server`` on 127.0.0.1, without persistence.
 
     Args:
@@ -53,6 +38,14 @@ class RedisServer:
         startup_timeout: Seconds to wait for it to accept connections.
     """
 
+    binary = "redis-server"
+    name = "redis"
+    #: The line redis-server logs once it accepts connections (after its
+    #: PID, role and time).
+    ready = re.compile(r".* Ready to accept connections.*")
+    error = TiledServiceError
+    install_hint = "install Debian's redis-server (scripts/setup.sh does, as root)"
+
     def __init__(
         self,
         work_dir: str | Path,
@@ -61,11 +54,8 @@ class RedisServer:
         password: str | None = None,
         startup_timeout: float = 20.0,
     ) -> None:
-        self.work_dir = Path(work_dir)
-        self.port = port or free_loopback_port()
+        super().__init__(work_dir, port=port, startup_timeout=startup_timeout)
         self.password = password
-        self.startup_timeout = startup_timeout
-        self._process: ManagedProcess | None = None
 
     @property
     def uri(self) -> str:
@@ -73,18 +63,7 @@ class RedisServer:
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.port}"
 
-    @property
-    def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
-
-    def start(self) -> RedisServer:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise TiledServiceError(
-                "redis-server not found: install Debian's redis-server "
-                "(scripts/setup.sh does, as root)"
-            )
-        self.work_dir.mkdir(parents=True, exist_ok=True)
+    def argv(self, binary: str) -> list[str]:
         argv = [
             binary,
             *("--bind", "127.0.0.1", "--port", str(self.port)),
@@ -93,38 +72,7 @@ class RedisServer:
         ]
         if self.password:
             argv += ["--requirepass", self.password]
-        self._process = ManagedProcess(
-            "redis",
-            argv,
-            self.work_dir / "redis.log",
-            dict(os.environ),
-            ready=REDIS_READY,
-        )
-        try:
-            self._process.start()
-            self._process.wait_ready(self.startup_timeout)
-        except ProcessError as err:
-            self.stop()
-            raise TiledServiceError(
-                f"Redis did not start on 127.0.0.1:{self.port}: {err}"
-            ) from err
-        return self
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is not None:
-            process.stop(5.0)
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return argv
 
 
 class TiledCluster:

@@ -241,8 +241,7 @@ class QueueServer:
     @property
     def processes(self) -> list[ManagedProcess]:
         """Started processes (Redis if started here, the RE Manager)."""
-        # RedisServer keeps its process private; its exit is what is watched.
-        redis = self.redis._process if self.redis is not None else None
+        redis = self.redis.process if self.redis is not None else None
         return [p for p in (redis, self.manager) if p is not None]
 
     def dead_processes(self) -> list[ManagedProcess]:

@@ -7,23 +7,16 @@ storage under ``store_dir`` (documents survive a server restart), run under
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from pathlib import Path
-from types import TracebackType
 
-from ...processes import ManagedProcess, ProcessError
-from ..cluster import free_loopback_port
+from .._loopback_server import LoopbackServer
 from .errors import BusServerError
 
 __all__ = ["NatsServer"]
 
-#: What nats-server logs once it accepts clients.
-NATS_READY = re.compile(r".*Server is ready.*")
 
-
-class NatsServer:
+class NatsServer(LoopbackServer):
     """``nats-server -js`` on 127.0.0.1.
 
     Args:
@@ -34,6 +27,15 @@ class NatsServer:
             configures accounts in the server's configuration file.
         startup_timeout: Seconds to wait for it to accept clients.
     """
+
+    binary = "nats-server"
+    #: What nats-server logs once it accepts clients.
+    ready = re.compile(r".*Server is ready.*")
+    error = BusServerError
+    install_hint = (
+        "install Debian's nats-server (scripts/setup.sh does, as root) or the "
+        "release binary"
+    )
 
     def __init__(
         self,
@@ -47,34 +49,19 @@ class NatsServer:
     ) -> None:
         if token and user:
             raise ValueError("nats-server takes a user/password or a token, not both")
-        self.store_dir = Path(store_dir)
-        self.port = port or free_loopback_port()
+        super().__init__(store_dir, port=port, startup_timeout=startup_timeout)
         self.user, self.password, self.token = user, password, token
-        self.startup_timeout = startup_timeout
-        self._process: ManagedProcess | None = None
+
+    @property
+    def store_dir(self) -> Path:
+        return self.work_dir
 
     @property
     def url(self) -> str:
         """``nats://127.0.0.1:PORT`` (credentials are passed separately)."""
         return f"nats://127.0.0.1:{self.port}"
 
-    @property
-    def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
-
-    @property
-    def log_path(self) -> Path:
-        return self.store_dir / "nats-server.log"
-
-    def start(self) -> NatsServer:
-        """Start it; returns once it accepts clients."""
-        binary = shutil.which("nats-server")
-        if binary is None:
-            raise BusServerError(
-                "nats-server not found: install Debian's nats-server "
-                "(scripts/setup.sh does, as root) or the release binary"
-            )
-        self.store_dir.mkdir(parents=True, exist_ok=True)
+    def argv(self, binary: str) -> list[str]:
         argv = [
             binary,
             *("-a", "127.0.0.1", "-p", str(self.port)),
@@ -86,38 +73,4 @@ class NatsServer:
             argv += ["--user", self.user, "--pass", self.password or ""]
         if self.token:
             argv += ["--auth", self.token]
-        self._process = ManagedProcess(
-            "nats-server", argv, self.log_path, dict(os.environ), ready=NATS_READY
-        )
-        try:
-            self._process.start()
-            self._process.wait_ready(self.startup_timeout)
-        except ProcessError as err:
-            self.stop()
-            raise BusServerError(
-                f"nats-server did not start on 127.0.0.1:{self.port}: {err}"
-            ) from err
-        return self
-
-    def stop(self) -> None:
-        """Stop it (SIGTERM, then SIGKILL) by PID; idempotent."""
-        process, self._process = self._process, None
-        if process is not None:
-            process.stop(5.0)
-
-    def kill(self) -> None:
-        """SIGKILL it, as a crash would."""
-        if self._process is not None:
-            self._process.kill()
-            self._process = None
-
-    def __enter__(self) -> NatsServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return argv
