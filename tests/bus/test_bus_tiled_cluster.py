@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,8 +19,7 @@ import numpy as np
 import pytest
 from bluesky import RunEngine
 from storage_pg import (  # pyright: ignore[reportMissingImports] (tests/storage)
-    find_bin_dir,
-    postgres_cluster,
+    tiled_cluster_config,
 )
 
 from panda_flyscan.app.simulated import SimulatedBeamline, simulated_beamline_devices
@@ -29,10 +27,8 @@ from panda_flyscan.app.simulated.epics_env import without_epics
 from panda_flyscan.polling import poll_until
 from panda_flyscan.processes import ManagedProcess
 from panda_flyscan.storage import (
-    RedisServer,
     TiledCluster,
     read_field,
-    render_postgres_config,
 )
 from panda_flyscan.storage.bus import BusOptions, BusPublisher, NatsServer
 from panda_flyscan.storage.hdf5 import read_datasets
@@ -43,28 +39,13 @@ HERE = Path(__file__).parent
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[tuple[TiledCluster, Path]]:
-    if find_bin_dir() is None:
-        pytest.skip("PostgreSQL binaries not found (install Debian's postgresql)")
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server not found (install Debian's redis-server)")
-    panda_data = tmp_path / "panda-data"
-    panda_data.mkdir()
-    with postgres_cluster() as pg, RedisServer(tmp_path / "redis") as redis:
-        config = tmp_path / "tiled-cluster.yml"
-        config.write_text(
-            render_postgres_config(
-                catalog_uri=pg.create_database("catalog"),
-                storage_uri=pg.create_database("storage"),
-                data_dir=str(tmp_path / "tiled-data"),
-                api_key=API_KEY,
-                readable=[str(panda_data)],
-                streaming_cache_uri=redis.uri,
-            )
-        )
-        with TiledCluster(
+    with (
+        tiled_cluster_config(tmp_path, API_KEY) as (config, panda_data),
+        TiledCluster(
             config, servers=2, api_key=API_KEY, log_dir=tmp_path / "logs"
-        ) as tiled:
-            yield tiled, panda_data
+        ) as tiled,
+    ):
+        yield tiled, panda_data
 
 
 def _check(client: Any, uid: str, path: Path, frames: int) -> None:

@@ -191,3 +191,33 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@contextlib.contextmanager
+def tiled_cluster_config(base: Path, api_key: str) -> Iterator[tuple[Path, Path]]:
+    """A Tiled configuration on a fresh PostgreSQL (catalog and storage
+    databases) and Redis under ``base``, and the directory the PandA writes
+    to; skips the test where PostgreSQL or redis-server is missing."""
+    import pytest
+
+    from panda_flyscan.storage import RedisServer, render_postgres_config
+
+    if find_bin_dir() is None:
+        pytest.skip("PostgreSQL binaries not found (install Debian's postgresql)")
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server not found (install Debian's redis-server)")
+    panda_data = base / "panda-data"
+    panda_data.mkdir()
+    with postgres_cluster() as pg, RedisServer(base / "redis") as redis:
+        config = base / "tiled-cluster.yml"
+        config.write_text(
+            render_postgres_config(
+                catalog_uri=pg.create_database("catalog"),
+                storage_uri=pg.create_database("storage"),
+                data_dir=str(base / "tiled-data"),
+                api_key=api_key,
+                readable=[str(panda_data)],
+                streaming_cache_uri=redis.uri,
+            )
+        )
+        yield config, panda_data

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,15 +21,13 @@ import httpx
 import numpy as np
 import pytest
 from bluesky import RunEngine
-from storage_pg import find_bin_dir, postgres_cluster
+from storage_pg import tiled_cluster_config
 
 from panda_flyscan.app.simulated import SimulatedBeamline, simulated_beamline_devices
 from panda_flyscan.plans import time_scan
 from panda_flyscan.storage import (
-    RedisServer,
     TiledCluster,
     read_field,
-    render_postgres_config,
     subscribe_tiled_writer,
 )
 from panda_flyscan.storage.config import SERVER_API_KEY_ENV
@@ -41,27 +38,10 @@ API_KEY = "clustertest"
 
 @pytest.fixture
 def cluster_config(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
-    """A configuration on a fresh PostgreSQL (catalog and storage databases)
-    and Redis, and the directory the PandA writes to."""
-    if find_bin_dir() is None:
-        pytest.skip("PostgreSQL binaries not found (install Debian's postgresql)")
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server not found (install Debian's redis-server)")
-    panda_data = tmp_path / "panda-data"
-    panda_data.mkdir()
-    with postgres_cluster() as pg, RedisServer(tmp_path / "redis") as redis:
-        config = tmp_path / "tiled-cluster.yml"
-        config.write_text(
-            render_postgres_config(
-                catalog_uri=pg.create_database("catalog"),
-                storage_uri=pg.create_database("storage"),
-                data_dir=str(tmp_path / "tiled-data"),
-                api_key=API_KEY,
-                readable=[str(panda_data)],
-                streaming_cache_uri=redis.uri,
-            )
-        )
-        yield config, panda_data
+    """A configuration on a fresh PostgreSQL and Redis, and the PandA's
+    directory."""
+    with tiled_cluster_config(tmp_path, API_KEY) as made:
+        yield made
 
 
 @pytest.fixture
