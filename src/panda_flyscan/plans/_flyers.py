@@ -12,19 +12,26 @@ done from the captured data (PCAP's frame count), which no polling can miss.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-from ophyd_async.core import wait_for_value
+from ophyd_async.core import FlyableLogic, wait_for_value
 from ophyd_async.fastcs.panda import (
     PandaBitMux,
+    PandaTimeUnits,
     SeqTable,
     SeqTableInfo,
     SeqTrigger,
     StaticPcompFlyableLogic,
     StaticSeqTableFlyableLogic,
 )
+
+from ..devices.table_stream import TableStream, TableUnderrun
+from .errors import TableRanDry
 
 __all__ = [
     "ACTIVE_VISIBLE",
@@ -34,6 +41,8 @@ __all__ = [
     "TICK",
     "PcompFlyLogic",
     "SeqFlyLogic",
+    "StreamedSeqFlyLogic",
+    "StreamedSeqInfo",
     "pulse_table",
 ]
 
@@ -136,3 +145,72 @@ class PcompFlyLogic(StaticPcompFlyableLogic):
         await self.pcomp.enable.set(PandaBitMux.ONE)
         if self.duration >= ACTIVE_VISIBLE:
             await wait_for_value(self.pcomp.active, True, timeout=1)
+
+
+@dataclass(frozen=True)
+class StreamedSeqInfo:
+    """What :class:`StreamedSeqFlyLogic` is prepared with (the lines come
+    from its stream)."""
+
+    prescale_as_us: float
+
+
+@dataclass
+class StreamedSeqFlyLogic(FlyableLogic[StreamedSeqInfo, None]):
+    """A SEQ whose table is streamed while it runs (:class:`TableStream`).
+
+    Prepare sets the prescale through the IOC, releases the table and queues
+    its first lines through the PandA's control port; kickoff enables the
+    SEQ and starts feeding; complete waits for the last buffer, then for the
+    SEQ to finish. A table that ran dry fails complete with
+    :class:`~.errors.TableRanDry` naming the first frame not triggered
+    (``frame_of_line`` maps a table line, from 0, to it).
+    """
+
+    seq: Any
+    stream: TableStream
+    frame_of_line: Callable[[int], int]
+    #: Seconds the table runs for, at the least (for kickoff's ACTIVE check).
+    duration: float = 0.0
+    enabled_between: tuple[float, float] | None = field(default=None, init=False)
+    _feeding: asyncio.Task[None] | None = field(default=None, init=False)
+
+    async def on_prepare(self, value: StreamedSeqInfo) -> None:
+        await asyncio.gather(
+            self.seq.prescale_units.set(PandaTimeUnits.US),
+            self.seq.enable.set(PandaBitMux.ZERO),
+        )
+        await self.seq.prescale.set(value.prescale_as_us)
+        await self._named(self.stream.preload())
+
+    async def on_kickoff(self, ctx: None) -> None:
+        before = time.time()
+        await self.seq.enable.set(PandaBitMux.ONE)
+        self.enabled_between = (before, time.time())
+        self._feeding = asyncio.ensure_future(self._named(self.stream.run()))
+        if self.duration >= ACTIVE_VISIBLE:
+            await wait_for_value(self.seq.active, True, timeout=1)
+
+    async def on_complete(self, ctx: None) -> None:
+        if self._feeding is not None:
+            await self._feeding
+        await wait_for_value(self.seq.active, False, timeout=None)
+        await self._named(self.stream.check_health())
+
+    async def stop(self) -> None:
+        if self._feeding is not None:
+            self._feeding.cancel()
+        await self.seq.enable.set(PandaBitMux.ZERO)
+
+    async def _named(self, step: Awaitable[None]) -> None:
+        try:
+            await step
+        except TableUnderrun as exc:
+            frame = self.frame_of_line(max(exc.line - 1, 0))
+            raise TableRanDry(
+                exc.block,
+                f"{exc} (frame {frame} was the first not triggered): the host "
+                "fed the table too slowly; lengthen the frames, or lower "
+                "TableStream.low_water's latency (a busy or remote host)",
+                frame=frame,
+            ) from exc

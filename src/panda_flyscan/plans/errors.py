@@ -11,6 +11,7 @@ __all__ = [
     "MotorFault",
     "PandaLinkLost",
     "PlanArgumentError",
+    "TableRanDry",
     "WriterFailed",
 ]
 
@@ -77,3 +78,14 @@ class DetectorStalled(HealthError):
 
 class MotorFault(HealthError):
     """A motor hit a limit switch, reports a problem, or stopped moving."""
+
+
+class TableRanDry(HealthError):
+    """A streamed SEQ table ran out of lines before the next buffer reached
+    the PandA (the firmware's "DMA underrun"): the sequencer stopped, no frame
+    after :attr:`frame` was triggered, and the run keeps the frames before."""
+
+    def __init__(self, component: str, message: str, *, frame: int) -> None:
+        super().__init__(component, message)
+        #: The first frame not triggered (from 0).
+        self.frame = frame

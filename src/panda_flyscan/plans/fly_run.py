@@ -106,6 +106,9 @@ class FlyRun:
     #: in seconds: no row for this plus a margin ends the scan
     #: (``CaptureStalled``). None: not checked (e.g. spec_scan's turnarounds).
     max_row_gap: float | None = None
+    #: ``drive`` makes checkpoints a pause can resume from (spec_scan with a
+    #: streamed table); until its first one, a pause still aborts.
+    resumable: bool = False
 
 
 def fly_run(run: FlyRun) -> MsgGenerator[str]:
@@ -163,7 +166,8 @@ def fly_run(run: FlyRun) -> MsgGenerator[str]:
         yield from wait_for_awaitable(prime_datasets(panda, run.settings))
         uid = yield from bps.open_run(md=run.md)
         state["open"] = True
-        # A flyscan cannot be rewound: a pause (Ctrl-C twice) aborts the run.
+        # Nothing before the drive can be rewound: a pause until its first
+        # checkpoint (or in a run that has none) aborts the run.
         yield from bps.clear_checkpoint()
         group = "fly-prepare"
         for flyer in run.flyers:

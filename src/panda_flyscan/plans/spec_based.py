@@ -9,6 +9,7 @@ stay armed, so lines follow each other at the motors' own turnaround.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,7 +27,8 @@ from ophyd_async.fastcs.panda import HDFPanda
 
 from ..devices import Capture, PandaWiring, WiringError
 from ..devices._aio import wait_for_awaitable
-from ._flyers import SeqFlyLogic
+from ..devices.table_stream import PandaControl, TableStream
+from ._flyers import TICK, SeqFlyLogic, StreamedSeqFlyLogic, StreamedSeqInfo
 from .arguments import (
     PlanArguments,
     Seconds,
@@ -38,7 +40,8 @@ from .errors import PlanArgumentError
 from .fly_run import FLUSH_PERIOD, FlyRun, fly_run, flyer
 from .prechecks import check_blocks, check_panda_settings
 from .scan_path import FlyLine, Point, ScanPath, scan_path
-from .seq_program import AxisFacts, SeqProgram, seq_program
+from .seq_lines import StreamedProgram, streamed_program
+from .seq_program import AxisFacts, LineMotion, SeqProgram, seq_program
 from .triggering import detector_trigger_info
 
 __all__ = ["SpecScanArguments", "spec_scan"]
@@ -60,6 +63,7 @@ def spec_scan(
     md: Mapping[str, Any] | None = None,
     divisors: Mapping[str, int] | None = None,
     exposure: float | None = None,
+    control: PandaControl | None = None,
 ) -> MsgGenerator[str]:
     """Fly any scanspec path in one run, the PandA armed once.
 
@@ -99,6 +103,16 @@ def spec_scan(
     time, no duration, a divisor that does not divide every line, more than
     three flown axes, or more rows than one SEQ table holds.
 
+    ``control`` (the PandA's control port, :class:`PandaControl`) streams
+    the SEQ table while the scan runs (:mod:`.seq_lines`): a path of any
+    length, each flown frame triggered at its own position, and the scan
+    pauses and resumes (``RE.request_pause()``, Ctrl-C, a suspender) at a
+    frame boundary: BITS.A (``wiring.bit``) low stops the triggers before
+    the motors are stopped; on resume each segment is flown again from its
+    run-up and the SEQ, still waiting for the first frame not taken, fires
+    it in its place. Without it one fixed table (at most 4096 lines) runs
+    the scan, and a pause aborts it.
+
     Data: ``primary``, one row per frame (PandA and the detectors at divisor
     1); a stream per divided detector, named after it, one row per its
     frame. The start document has the spec (``scanspec``), ``shape``,
@@ -127,7 +141,12 @@ def spec_scan(
         ],
     )
     facts = yield from wait_for_awaitable(_read_facts(panda, motors, inencs))
-    program = seq_program(path, facts, exposure=args.exposure)
+    streamed = control is not None
+    program: SeqProgram | StreamedProgram = (
+        streamed_program(path, facts, exposure=args.exposure)
+        if streamed
+        else seq_program(path, facts, exposure=args.exposure)
+    )
     capture_list = _axis_captures(capture_list, motors, inencs)
     _, capture_list = panda_defaults(panda, wiring, capture_list)
     frame = float(path.durations.min())
@@ -154,7 +173,7 @@ def spec_scan(
     for pos, axis in program.pos_inputs.items():
         wiring_values[f"seq.{wiring.seq}.{pos}"] = f"INENC{inencs[axis]}.VAL"
     bit = wiring.bit.lower()
-    if path.points:
+    if path.points or streamed:
         wiring_values[f"seq.{wiring.seq}.bita"] = f"BITS.OUT{wiring.bit}"
         wiring_values[f"bits.{bit}"] = 0
     for det in dets:
@@ -178,22 +197,44 @@ def spec_scan(
         if divs[det.name] > 1:
             streams[det.name] = [det]
     bits = getattr(panda, "bits", None)
-    handshake = getattr(bits, bit, None) if path.points else None
-    if path.points and handshake is None:
+    handshake = getattr(bits, bit, None) if path.points or streamed else None
+    if (path.points or streamed) and handshake is None:
         raise PlanArgumentError(
-            f"the PandA has no BITS.{wiring.bit}: a path with points needs it"
+            f"the PandA has no BITS.{wiring.bit}: a path with points, or a "
+            "streamed table, needs it"
         )
     run_md = _start_metadata(
         panda, path, program, dets, divs, capture_list, wiring, motors, md
     )
-    seq_logic = SeqFlyLogic(seq=panda.seq[wiring.seq])
     timeout = _patience(path, facts)
+    if isinstance(program, StreamedProgram):
+        assert control is not None
+        seq_flyer = flyer(
+            StreamedSeqFlyLogic(
+                seq=panda.seq[wiring.seq],
+                stream=TableStream(control, seq, program.chunks()),
+                frame_of_line=program.frames_before_line,
+                duration=float(path.durations.sum()),
+            ),
+            StreamedSeqInfo(prescale_as_us=program.prescale_ticks * TICK * 1e6),
+            name=f"{panda.name}-{seq.lower()}",
+        )
+        # A pause may last hours: no frame timeout (the health watch
+        # still sees a detector or the PandA stall while flying).
+        timeout = _NO_TIMEOUT
+    else:
+        seq_flyer = flyer(
+            SeqFlyLogic(seq=panda.seq[wiring.seq]),
+            program.info(),
+            name=f"{panda.name}-{seq.lower()}",
+        )
     driver = _Driver(
         path,
-        program,
+        program.motions,
         panda,
         handshake,
         facts,
+        pauser=_Pauser(handshake, list(motors)) if streamed else None,
     )
     return (
         yield from fly_run(
@@ -211,9 +252,7 @@ def spec_scan(
                     (d, i.model_copy(update={"exposure_timeout": timeout}))
                     for d, i in zip(dets, det_infos, strict=True)
                 ],
-                flyers=[
-                    flyer(seq_logic, program.info(), name=f"{panda.name}-{seq.lower()}")
-                ],
+                flyers=[seq_flyer],
                 drive=driver.drive,
                 stop_on_error=[
                     (lambda m=m: m.stop(success=False))  # type: ignore[misc]
@@ -221,6 +260,7 @@ def spec_scan(
                 ],
                 restore=driver.restore_velocities,
                 motors=list(motors),
+                resumable=streamed,
             )
         )
     )
@@ -361,7 +401,7 @@ def _patience(path: ScanPath, facts: Mapping[Any, AxisFacts]) -> float:
 def _start_metadata(
     panda: HDFPanda,
     path: ScanPath,
-    program: SeqProgram,
+    program: SeqProgram | StreamedProgram,
     dets: Sequence[StandardDetector],
     divs: Mapping[str, int],
     captures: Sequence[Capture],
@@ -397,6 +437,9 @@ def _start_metadata(
             "lines": len(path.lines),
             "points": len(path.points),
             "seq_rows": program.rows,
+            "seq_table": "streamed"
+            if isinstance(program, StreamedProgram)
+            else "fixed",
             "prescale_ticks": program.prescale_ticks,
             "pos_inputs": {
                 pos.upper(): motors[a] for pos, a in program.pos_inputs.items()
@@ -431,14 +474,19 @@ class _Driver:
     def __init__(
         self,
         path: ScanPath,
-        program: SeqProgram,
+        motions: Sequence[LineMotion],
         panda: HDFPanda,
         handshake: Any,
         facts: Mapping[Any, AxisFacts],
+        pauser: _Pauser | None = None,
     ) -> None:
         self.path, self.panda, self.handshake = path, panda, handshake
         self.facts = facts
-        self.motions = {m.line.first: m for m in program.motions}
+        self.motions = {m.line.first: m for m in motions}
+        #: Set when the scan can pause: each segment is then a checkpoint,
+        #: and its messages, replayed on resume, must not rely on where the
+        #: motors were left (every move is sent, none skipped).
+        self.pauser = pauser
         #: Each axis' own VELO (for steps, and put back at the end).
         self.normal = {a: f.velocity for a, f in facts.items()}
         #: Where each axis was last sent (None: unknown), and its VELO.
@@ -448,8 +496,14 @@ class _Driver:
     def drive(self, flush: Any) -> MsgGenerator[None]:
         """Plan stub: every segment in order (``flush`` collects)."""
         segments = self.path.segments
+        if self.pauser is not None:
+            # Seen by the RunEngine, so that it pauses and resumes it.
+            yield from bps.trigger(self.pauser, wait=True)
         for index, segment in enumerate(segments):
             group = f"spec-segment-{index}"
+            if self.pauser is not None:
+                yield from bps.checkpoint()
+                self.at.clear()
             following = segments[index + 1] if index + 1 < len(segments) else None
             if isinstance(segment, FlyLine):
                 yield from self._fly(segment, group, following, flush)
@@ -478,13 +532,20 @@ class _Driver:
             self.at[axis] = motion.run_up
         yield from self._step_to(line.fixed, group)
         yield from bps.wait(group=group)
+        if self.pauser is not None:
+            # On the run-up side: the gate lines may pass.
+            yield from bps.abs_set(self.handshake, 1, wait=True)
         yield from self._velocity(axis, motion.velocity)
         yield from bps.abs_set(axis.user_setpoint, motion.run_down, group=group)
         self.at[axis] = motion.run_down
         ahead = self._steps_of(following, skip=axis)
         if ahead:
             passed = f"{group}-passed"
-            bound = line.time_for_move + 2 * _ACCL_BOUND
+            bound = (
+                line.time_for_move + 2 * _ACCL_BOUND
+                if self.pauser is None
+                else _NO_TIMEOUT
+            )
             watch = _LineDone(self.panda, line, bound)
             yield from bps.trigger(watch, group=passed)
             yield from _wait_flushing(passed, flush)
@@ -510,7 +571,7 @@ class _Driver:
         yield from flush()
 
     def _velocity(self, axis: Any, velocity: float) -> MsgGenerator[None]:
-        if self.velo.get(axis) != velocity:
+        if self.velo.get(axis) != velocity or self.pauser is not None:
             yield from bps.abs_set(axis.velocity, velocity, wait=True)
             self.velo[axis] = velocity
 
@@ -536,6 +597,41 @@ class _Driver:
 
 #: Longer than any acceleration time, for the bound on a line's wait.
 _ACCL_BOUND = 30.0
+#: "No timeout" for a scan that may be paused for hours (ten days).
+_NO_TIMEOUT = 864_000.0
+
+
+class _Pauser:
+    """What a pausable spec_scan does when the RunEngine pauses: BITS.A low
+    first (the SEQ finishes the frame in progress and waits at the next gate
+    line), then the motors stopped (they decelerate with no trigger). Resuming
+    needs nothing here: the RunEngine replays the segment from its
+    checkpoint, which runs the motors up again and raises BITS.A."""
+
+    parent = None
+
+    def __init__(self, handshake: Any, motors: Sequence[Any]) -> None:
+        self.name = "spec-scan-pauser"
+        self._handshake, self._motors = handshake, list(motors)
+        #: Host times of each pause and resume (for the run's metadata).
+        self.pauses: list[float] = []
+        self.resumes: list[float] = []
+
+    def trigger(self) -> AsyncStatus:
+        async def nothing() -> None:
+            return None
+
+        return AsyncStatus(nothing())
+
+    async def pause(self) -> None:
+        self.pauses.append(time.time())
+        await self._handshake.set(0)
+        await asyncio.gather(
+            *(m.stop(success=True) for m in self._motors), return_exceptions=True
+        )
+
+    async def resume(self) -> None:
+        self.resumes.append(time.time())
 
 
 class _LineDone:
