@@ -1,0 +1,193 @@
+"""spec_scan with a streamed SEQ table (``control=PandaControl``): paths far
+beyond one 4096-line table, an underrun provoked on purpose, and pauses and
+resumes at random instants; on the simulated beamline, the real IOC and a
+real Tiled server, compared with what the spec asked for."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+from bluesky.utils import RunEngineInterrupted
+from plan_helpers import assert_tiled_matches_file, panda_idle
+from scanspec.core import Path as ScanPath
+from scanspec.specs import Fly, Line, Spec
+
+from panda_flyscan.devices import table_stream
+from panda_flyscan.devices.table_stream import PandaControl
+from panda_flyscan.plans import spec_scan
+from panda_flyscan.plans.errors import TableRanDry
+from sim_ioc.detector import decode
+
+pytestmark = pytest.mark.ioc
+
+COUNT = 0.001  # mm: one encoder count on every simulated axis
+
+
+@pytest.fixture
+def control(beamline: Any, flyscan: Any) -> Iterator[PandaControl]:
+    ctl = PandaControl(beamline.panda_host)
+    yield ctl
+    flyscan.run(ctl.close())
+
+
+def _midpoints(spec: Spec[Any]) -> dict[str, np.ndarray]:
+    frames = ScanPath(spec.calculate()).consume()
+    return {a.name: np.asarray(frames.midpoints[a]) for a in frames.axes()}
+
+
+def _det_frames(env: Any) -> np.ndarray:
+    info = env.beamline.path_provider.last["det"]
+    path = Path(info.directory_path) / f"{info.filename}.h5"
+    with h5py.File(path, "r", swmr=True) as f:
+        data = f["/entry/data/data"]
+        assert isinstance(data, h5py.Dataset)
+        return data[()]
+
+
+def _check_rows(env: Any, uid: str, spec: Spec[Any]) -> dict[str, np.ndarray]:
+    """Every planned frame once, at its planned place, in Tiled = the file."""
+    rows = assert_tiled_matches_file(env, uid, ["x", "y", "trigger_time"])
+    mid = _midpoints(spec)
+    assert len(rows["x"]) == len(mid["x"])
+    np.testing.assert_allclose(rows["x"], mid["x"], rtol=0, atol=COUNT + 1e-9)
+    np.testing.assert_allclose(rows["y"], mid["y"], rtol=0, atol=COUNT + 1e-9)
+    t = rows["trigger_time"]
+    assert len(np.unique(t)) == len(t)
+    [stop] = env.of("stop")
+    assert stop["exit_status"] == "success", stop
+    assert stop["num_events"] == {"primary": len(mid["x"])}
+    return rows
+
+
+def test_path_of_many_tables_streamed(flyscan: Any, control: PandaControl) -> None:
+    """6,000 frames, 12,000+ table lines (three tables' worth), each frame
+    triggered at its own position."""
+    bl = flyscan.beamline
+    x, y = bl.motor("x"), bl.motor("y")
+    spec = Fly(0.0005 @ (Line(y, 0, 0.2, 3) * ~Line(x, 0, 4, 2000)))
+    (uid,) = flyscan.RE(spec_scan(bl.panda, spec, control=control))
+    _check_rows(flyscan, uid, spec)
+    [start] = flyscan.of("start")
+    assert start["panda_flyscan"]["seq_table"] == "streamed"
+    assert start["panda_flyscan"]["seq_rows"] == 3 * (1 + 2 * 2000)
+    assert panda_idle(flyscan) == (False, False)
+
+
+def test_underrun_fails_naming_the_frame(
+    flyscan: Any, control: PandaControl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A feeder too slow for the SEQ: the firmware's underrun ends the scan
+    with TableRanDry naming the first frame not triggered; the run keeps
+    exactly the frames before it."""
+    bl = flyscan.beamline
+    x = bl.motor("x")
+    run = table_stream.TableStream.run
+
+    async def late(self: table_stream.TableStream) -> None:
+        # Everything after the preload arrives long after the table ran dry.
+        await asyncio.sleep(3.0)
+        await run(self)
+
+    monkeypatch.setattr(table_stream.TableStream, "run", late)
+    spec = Fly(0.0005 @ Line(x, 0, 4, 4000))
+    with pytest.raises(TableRanDry) as err:
+        flyscan.RE(spec_scan(bl.panda, spec, control=control))
+    frame = err.value.frame
+    # The preload (2,048 lines: the guard and 1,023 frames) ran, no more.
+    assert 0 < frame < 4000
+    assert f"frame {frame}" in str(err.value)
+    assert "DMA underrun" in str(err.value)
+    [stop] = flyscan.of("stop")
+    assert stop["exit_status"] == "fail"
+    assert stop["num_events"] == {"primary": frame}
+    assert panda_idle(flyscan) == (False, False)
+
+
+def test_ten_pauses_of_a_snake_with_a_detector(
+    flyscan: Any, control: PandaControl
+) -> None:
+    bl = flyscan.beamline
+    x, y = bl.motor("x"), bl.motor("y")
+    det = bl.detectors["det"]
+    spec = Fly(0.005 @ (Line(y, 0, 0.5, 6) * ~Line(x, 0, 2, 200)))
+    RE = flyscan.RE
+    rng = random.Random(13)
+    armed = threading.Event()
+    RE.msg_hook = lambda msg: armed.set() if msg.command == "checkpoint" else None
+    pauses = 0
+
+    def pause_soon() -> None:
+        delay = rng.uniform(0.2, 0.7)
+
+        def fire() -> None:
+            if armed.wait(30) and RE.state == "running":
+                RE.request_pause()
+
+        threading.Timer(delay, fire).start()
+
+    try:
+        pause_soon()
+        with contextlib.suppress(RunEngineInterrupted):
+            RE(spec_scan(bl.panda, spec, detectors=[det], control=control))
+        while RE.state == "paused":
+            pauses += 1
+            if pauses < 10:
+                pause_soon()
+            with contextlib.suppress(RunEngineInterrupted):
+                RE.resume()
+    finally:
+        RE.msg_hook = None
+    assert pauses == 10
+    [start] = flyscan.of("start")
+    rows = _check_rows(flyscan, start["uid"], spec)
+    images = _det_frames(flyscan)
+    assert len(images) == len(rows["x"]) == 1200
+    stamps = [decode(frame) for frame in images]
+    assert [s.index for s in stamps] == list(range(1200))
+    # Frame i was taken where row i was (the stamp: the trigger's position).
+    direction = np.repeat([1, -1] * 3, 200)
+    mid = _midpoints(spec)
+    np.testing.assert_allclose(
+        [s.position for s in stamps],
+        mid["x"] - direction * 0.0025,
+        rtol=0,
+        atol=2 * COUNT,
+    )
+    assert panda_idle(flyscan) == (False, False)
+
+
+def test_abort_while_paused_closes_the_run(flyscan: Any, control: PandaControl) -> None:
+    bl = flyscan.beamline
+    x, y = bl.motor("x"), bl.motor("y")
+    spec = Fly(0.005 @ (Line(y, 0, 0.2, 3) * ~Line(x, 0, 2, 200)))
+    RE = flyscan.RE
+    armed = threading.Event()
+    RE.msg_hook = lambda msg: armed.set() if msg.command == "checkpoint" else None
+
+    def fire() -> None:
+        if armed.wait(30):
+            RE.request_pause()
+
+    threading.Timer(0.5, fire).start()
+    try:
+        with pytest.raises(RunEngineInterrupted):
+            RE(spec_scan(bl.panda, spec, control=control))
+        assert RE.state == "paused"
+        RE.abort("test")
+    finally:
+        RE.msg_hook = None
+    [stop] = flyscan.of("stop")
+    assert stop["exit_status"] == "abort"
+    rows = assert_tiled_matches_file(flyscan, stop["run_start"], ["x", "trigger_time"])
+    assert 0 < len(rows["x"]) < 600
+    assert stop["num_events"] == {"primary": len(rows["x"])}
+    assert panda_idle(flyscan) == (False, False)
