@@ -43,14 +43,16 @@ async def test_slow_data_client_gets_data_overrun(server: PandaServer) -> None:
             "PCAP.TRIG=CLOCK1.OUT",
             "*PCAP.ARM=",
         ]:
-            assert await client.send(Raw([line])) == ["OK"]
+            assert await client.send(Raw([line]), timeout=10) == ["OK"]
         # The capture ends by itself once the client is far enough behind.
-        for _ in range(200):
-            if await client.send(Get("*PCAP.COMPLETION")) != "Busy":
+        # Polled (the server posts no event for it), bounded generously: a
+        # loaded machine simulates the 50 kHz clock slower than real time.
+        for _ in range(1200):
+            if await client.send(Get("*PCAP.COMPLETION"), timeout=10) != "Busy":
                 break
             await asyncio.sleep(0.05)
-        assert await client.send(Get("*PCAP.COMPLETION")) == "Data overrun"
-        assert await client.send(Get("PCAP.ACTIVE")) == "0"
+        assert await client.send(Get("*PCAP.COMPLETION"), timeout=10) == "Data overrun"
+        assert await client.send(Get("PCAP.ACTIVE"), timeout=10) == "0"
     # Reading at last, the client finds END ... Data overrun.
     received = b""
     sock.setblocking(True)

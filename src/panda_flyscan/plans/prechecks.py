@@ -29,6 +29,7 @@ __all__ = [
     "check_data_directories",
     "check_free_space",
     "check_panda_settings",
+    "prime_dataset_names",
     "prime_datasets",
 ]
 
@@ -158,13 +159,22 @@ async def prime_datasets(
     the table to show the new names in both columns, and stop it.
     """
     by_name = {sig.name: value for sig, value in settings.items()}
-    wanted = sorted(
+    wanted = [
         str(value)
         for name, value in by_name.items()
         if name.endswith("_dataset")
         and value
         and by_name.get(name.removesuffix("_dataset") + "_capture", "No") != "No"
-    )
+    ]
+    await prime_dataset_names(panda, wanted, timeout)
+
+
+async def prime_dataset_names(
+    panda: HDFPanda, names: Sequence[str], timeout: float = 5.0
+) -> None:
+    """:func:`prime_datasets` for captures already applied: make DATA:DATASETS
+    list ``names`` (the datasets captured) in both its columns."""
+    wanted = sorted(names)
 
     async def table() -> tuple[list[str], int] | None:
         try:
