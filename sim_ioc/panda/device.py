@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import itertools
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -20,6 +21,7 @@ from .catalog import Catalog, FieldDef, load_catalog
 from .engine import Engine
 from .fields import Field, FieldError
 from .models import MODELS
+from .models.dma import MORE_FLAG
 
 #: What ``*IDN?`` answers. SW >= 4.0 selects the newer table protocol.
 IDN = (
@@ -50,6 +52,28 @@ class Metadata:
 CaptureListener = Callable[[capture.Event], None]
 
 
+@dataclass(frozen=True)
+class _DmaWrite:
+    """A table buffer handed to a block: its words stay in the simulated
+    memory until the block has read them (on its TABLE_LENGTH tick)."""
+
+    tick: int
+    address: int
+    lines: int
+
+
+@dataclass
+class _TableDma:
+    """The driver's side of one DMA-fed table."""
+
+    #: Buffers whose TABLE_LENGTH write the block may not have seen yet.
+    writes: deque[_DmaWrite] = field(default_factory=deque)
+    #: Tick of the last register write scheduled, so writes stay in order.
+    last_tick: int = -1
+    #: Tick of the last TABLE_LENGTH = 0: earlier buffers no longer count.
+    reset_tick: int = -1
+
+
 @dataclass
 class SimulatedPanda:
     """A PandABox with the ACQ427 FMC card, simulated tick for tick."""
@@ -69,7 +93,7 @@ class SimulatedPanda:
         }
         self._memory: dict[int, list[int]] = {}
         self._addresses = itertools.count(0x1000, 0x1000)
-        self._table_address: dict[str, int] = {}
+        self._tables: dict[str, _TableDma] = {}
         self._listeners: list[CaptureListener] = []
         self.capture: capture.Capture | None = None
         self.captured = 0
@@ -79,7 +103,9 @@ class SimulatedPanda:
                 self.engine.blocks[inst] = model(self.engine.bus, self._read_memory)
             for f in block.fields.values():
                 key = f"{inst}.{f.name}"
-                self.fields[key] = Field(inst, f, self.catalog, self._read_output)
+                self.fields[key] = Field(
+                    inst, f, self.catalog, self._read_output, self._queued_lines
+                )
                 if f.type == "bit_out":
                     self.engine.bit_outputs[(inst, f.name)] = self.catalog.bit_bus[key]
                 elif f.type == "pos_out":
@@ -106,6 +132,7 @@ class SimulatedPanda:
     def advance(self, ts: int, max_events: int | None = None) -> bool:
         """Run the simulation up to tick ``ts`` and publish captured data."""
         done = self.engine.advance(ts, max_events)
+        self._free_tables()
         self._drain()
         return done
 
@@ -178,10 +205,88 @@ class SimulatedPanda:
             f.put_attr(attr, text)
         self._sync(f)
 
-    def put_table(self, block: str, name: str, words: list[int], append: bool) -> None:
+    def put_table(
+        self,
+        block: str,
+        name: str,
+        words: list[int],
+        streaming: bool = False,
+        last: bool = False,
+    ) -> None:
+        """``BLOCK.FIELD<`` (fixed), ``<<`` (streamed buffer), ``<<|`` (last
+        streamed buffer): check the write as the server does, then hand the
+        words to the block as one DMA buffer.
+
+        Not held back: the reply does not wait for a free buffer (see
+        docs/simulator.md, "Streaming tables"); clients pace themselves by
+        ``QUEUED_LINES``.
+        """
         f = self.lookup(block, name)
-        f.put_table(words, append)
-        self._sync(f)
+        new_table = f.put_table(words, streaming, last, self._table_completed(f))
+        self._send_table(f, words, new_table, more=streaming and not last)
+
+    def table_buffers(self) -> int:
+        """Table buffers held in the simulated DMA memory (all tables)."""
+        return len(self._memory)
+
+    def _table_completed(self, f: Field) -> bool:
+        """Whether the FPGA has completed the field's streamed table."""
+        model = self.engine.blocks.get(f.block)
+        completed = getattr(model, "stream_completed", None)
+        dma = self._tables.get(f.name)
+        if completed is None or (dma and dma.writes and dma.writes[-1].tick > self.now):
+            # A buffer the block has not seen yet: it cannot be over.
+            return False
+        return bool(completed())
+
+    def _queued_lines(self, block: str, name: str) -> int:
+        """Lines queued in the block plus those of buffers still in flight."""
+        model = self.engine.blocks.get(block)
+        queued = getattr(model, "queued_lines", None)
+        lines = int(queued()) if queued is not None else 0
+        dma = self._tables.get(f"{block}.{name}")
+        if dma is not None:
+            since = max(self.now, dma.reset_tick)
+            lines += sum(w.lines for w in dma.writes if w.tick > since)
+        return lines
+
+    def _send_table(
+        self, f: Field, words: list[int], new_table: bool, more: bool
+    ) -> None:
+        """As the server and driver do: (reset,) place the buffer in memory,
+        point the block at it, then write its length (bit 31: more follow)."""
+        model = self.engine.blocks.get(f.block)
+        if model is None or "TABLE_ADDRESS" not in model.INPUTS:
+            return
+        dma = self._tables.setdefault(f.name, _TableDma())
+        self._free_tables()
+        t = max(self.engine.now + 1, dma.last_tick + 1)
+        if new_table:
+            # The firmware refuses a new table unless the length was zeroed
+            # on an earlier tick. The server resets only from FIXED; from
+            # INIT the table is reset already, so the extra zero is harmless.
+            self.engine.set_input(f.block, "TABLE_LENGTH", 0, t)
+            dma.last_tick = dma.reset_tick = t
+            t += 1
+        if not words:
+            return
+        address = next(self._addresses)
+        self._memory[address] = list(words)
+        length = len(words) | (MORE_FLAG if more else 0)
+        self.engine.set_input(f.block, "TABLE_ADDRESS", address, t)
+        self.engine.set_input(f.block, "TABLE_LENGTH", length, t)
+        dma.last_tick = t
+        dma.writes.append(
+            _DmaWrite(t, address, len(words) // max(f.definition.words, 1))
+        )
+
+    def _free_tables(self) -> None:
+        """Free the buffers blocks have read (on their TABLE_LENGTH tick),
+        so a long stream holds only the buffers still in flight."""
+        now = self.engine.now
+        for dma in self._tables.values():
+            while dma.writes and dma.writes[0].tick <= now:
+                self._memory.pop(dma.writes.popleft().address, None)
 
     def _read_output(self, block: str, name: str) -> int:
         key = f"{block}.{name}"
@@ -216,23 +321,7 @@ class SimulatedPanda:
                 self.engine.set_input(f.block, f"{name}_L", f.value & 0xFFFFFFFF)
                 self.engine.set_input(f.block, f"{name}_H", f.value >> 32)
         elif d.type == "table":
-            # As the server does: place the table in DMA memory, then point
-            # the block at it.
-            address = next(self._addresses)
-            self._memory[address] = list(f.table)
-            # The block has read the previous buffer by now (or it has been
-            # superseded): keep one buffer per table, not every table ever.
-            previous = self._table_address.get(f.name)
-            self._table_address[f.name] = address
-            if previous is not None:
-                self._memory.pop(previous, None)
-            if "TABLE_ADDRESS" in model.INPUTS:
-                # The firmware refuses a new table unless the length was
-                # zeroed on an earlier tick, so release the old one first.
-                t = self.engine.now + 1
-                self.engine.set_input(f.block, "TABLE_LENGTH", 0, t)
-                self.engine.set_input(f.block, "TABLE_ADDRESS", address, t + 1)
-                self.engine.set_input(f.block, "TABLE_LENGTH", len(f.table), t + 1)
+            pass  # tables reach the block through put_table's DMA buffers
         elif d.type in ("param", "write") and name in model.INPUTS:
             self.engine.set_input(f.block, name, f.value & 0xFFFFFFFF)
 

@@ -31,12 +31,28 @@ POS_CAPTURE = (
 )  # fmt: skip
 EXT_CAPTURE = ("No", "Value")
 MAX_DELAY = 31
-#: Rows the firmware's DMA-fed tables accept per write.
+#: Rows the firmware's DMA-fed tables accept per write. These are the
+#: server's "long" tables, the only ones that can be streamed.
 TABLE_MAX_LENGTH = {"SEQ": 4096, "PGEN": 8192}
+#: What the server answers when the driver refuses a buffer because the FPGA
+#: has completed the streamed table (run to its end, or stopped by an error):
+#: PANDA_BLOCK_SEND fails with EPIPE, "Block channel was completed"
+#: (driver/panda_block.c). The real reply carries the failed ioctl's errno.
+TABLE_COMPLETED = "Block channel was completed"
 
 
 class FieldError(Exception):
     """A request the PandA answers with ``ERR <message>``."""
+
+
+class TableMode(StrEnum):
+    """``BLOCK.TABLE.MODE?``: what the last table write made of the table
+    (server/table.c, ``update_table_mode``)."""
+
+    INIT = "INIT"
+    FIXED = "FIXED"
+    STREAMING = "STREAMING"
+    STREAMING_LAST = "STREAMING_LAST"
 
 
 class Group(StrEnum):
@@ -97,6 +113,9 @@ class Field:
     catalog: Catalog
     #: Reads a live output (bit_out/pos_out/read) from the simulation.
     read_output: Callable[[str, str], int]
+    #: Lines the hardware still has queued for a streamed table (the
+    #: driver's count), given the block instance and field name.
+    read_queued: Callable[[str, str], int] | None = None
     value: int = 0
     units: str = "s"
     delay: int = 0
@@ -106,6 +125,10 @@ class Field:
     pos_units: str = ""
     table: list[int] = field(default_factory=list)
     text: str = ""  # lut formula
+    mode: TableMode = TableMode.INIT
+    #: Bumped by every accepted table write, as the server's update_index:
+    #: ``*CHANGES.TABLE`` reports the table even when the data is the same.
+    table_index: int = 0
 
     def __post_init__(self) -> None:
         d = self.definition
@@ -218,7 +241,10 @@ class Field:
         if t == "ext_out":
             return ["CAPTURE", "BITS", "INFO"] if sub == "bits" else ["CAPTURE", "INFO"]
         if t == "table":
-            return ["MAX_LENGTH", "LENGTH", "B", "FIELDS", "ROW_WORDS", "INFO"]
+            return [
+                "MAX_LENGTH", "LENGTH", "B", "FIELDS", "ROW_WORDS",
+                "QUEUED_LINES", "MODE", "INFO",
+            ]  # fmt: skip
         if sub == "uint":
             return ["MAX", "INFO"]
         if sub == "scalar":
@@ -270,6 +296,10 @@ class Field:
                 return str(len(self.table) // max(d.words, 1))
             case "table", "ROW_WORDS":
                 return str(d.words)
+            case "table", "QUEUED_LINES":
+                return str(self.queued_lines())
+            case "table", "MODE":
+                return self.mode.value
             case "table", "B":
                 raw = struct.pack(f"<{len(self.table)}I", *self.table)
                 text = base64.b64encode(raw).decode()
@@ -342,16 +372,83 @@ class Field:
         block = self.catalog.block_of(self.block)
         return TABLE_MAX_LENGTH.get(block.name if block else "", 4096)
 
-    def put_table(self, words: list[int], append: bool) -> None:
+    @property
+    def supports_streaming(self) -> bool:
+        """Only the DMA-fed ("long") tables, SEQ's and PGEN's, stream."""
+        block = self.catalog.block_of(self.block)
+        return block is not None and block.name in TABLE_MAX_LENGTH
+
+    def queued_lines(self) -> int:
+        """``TABLE.QUEUED_LINES``: a fixed table's lines; for a streamed one,
+        the lines written and not yet consumed by the FPGA, the one in use
+        included (server/hardware.c ``hw_get_queued_words``)."""
+        if self.mode is TableMode.FIXED:
+            return len(self.table) // max(self.definition.words, 1)
+        if self.mode is TableMode.INIT or self.read_queued is None:
+            return 0
+        return self.read_queued(self.block, self.definition.name)
+
+    def put_table(
+        self,
+        words: list[int],
+        streaming: bool = False,
+        last: bool = False,
+        completed: bool = False,
+    ) -> bool:
+        """Apply ``F<`` (fixed), ``F<<`` (streamed buffer) or ``F<<|`` (last
+        streamed buffer) with ``words``, as server/table.c does.
+
+        ``completed`` says the FPGA has finished (or aborted) the streamed
+        table: appending is then refused until a reset (an empty ``F<``).
+        Returns True when the write starts a new table, so the hardware table
+        must be reset (TABLE_LENGTH = 0) before the words are sent; False for
+        a buffer appended to a stream. Raises :class:`FieldError` with the
+        server's text, leaving the mode unchanged, when refused.
+        """
         if self.kind != "table":
             raise FieldError("Field is not a table")
-        new = (self.table if append else []) + words
-        row = self.definition.words
-        if len(new) % row:
-            raise FieldError(f"Table length {len(new)} not a multiple of {row} words")
-        if len(new) // row > self.max_rows:
+        row = max(self.definition.words, 1)
+        # The server's order: the data as it is read, then on completion the
+        # rows, the streaming support, then the mode.
+        if len(words) > self.max_rows * row:
             raise FieldError("Too many points for table")
-        self.table = new
+        if len(words) % row:
+            raise FieldError("Table write is not a whole number of rows")
+        if streaming and not self.supports_streaming:
+            raise FieldError("Table do not support streaming mode")
+        if not words:
+            if streaming:
+                raise FieldError("Streaming table must have data")
+            self._set_table(TableMode.INIT, [])
+            return True
+        new = (
+            TableMode.FIXED
+            if not streaming
+            else TableMode.STREAMING_LAST
+            if last
+            else TableMode.STREAMING
+        )
+        match self.mode:
+            case TableMode.STREAMING:
+                if not streaming:
+                    raise FieldError("Table is in streaming mode")
+                if completed:
+                    # The server has no state for this: the driver refuses the
+                    # buffer. MODE keeps its value so the client can tell.
+                    raise FieldError(TABLE_COMPLETED)
+                self._set_table(new, [])
+                return False
+            case TableMode.STREAMING_LAST:
+                raise FieldError("Last streaming table was sent")
+        # INIT or FIXED. (table.c leaves FIXED + "<<|" in STREAMING; the
+        # documented table, followed here, says STREAMING_LAST.)
+        self._set_table(new, words if new is TableMode.FIXED else [])
+        return True
+
+    def _set_table(self, mode: TableMode, words: list[int]) -> None:
+        # A streamed table is not shown to the user: F? is empty, LENGTH 0.
+        self.mode, self.table = mode, words
+        self.table_index += 1
 
     # -- change reporting -----------------------------------------------------
 

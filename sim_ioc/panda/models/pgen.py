@@ -55,7 +55,7 @@ from typing import NamedTuple
 
 from . import register
 from .base import Block, Bus, TableMemory, to_int32
-from .dma import FIXED, DmaBuffers
+from .dma import FIXED, STREAMED, DmaBuffers
 
 # STATE values.
 UNREADY, WAIT_ENABLE, RUNNING = range(3)
@@ -107,6 +107,26 @@ class Pgen(Block):
             self._wake = self._tick(self._wake, {})
         self._wake = self._tick(ts, changes)
         return self._wake
+
+    # -- read-only queries (the server's QUEUED_LINES and completion) ----------
+
+    def queued_lines(self) -> int:
+        """Words (PGEN's table rows) of a streamed table not yet output.
+
+        What the driver's PANDA_BLOCK_NWORDS gives the server for
+        ``TABLE.QUEUED_LINES``. Only meaningful for a streamed table.
+        Reads state, changes none.
+        """
+        if self._dma.kind != STREAMED:
+            return 0
+        return len(self._words) - self._next
+
+    def stream_completed(self) -> bool:
+        """Whether a streamed table is over: output to its end, or stopped by
+        an error or a falling ENABLE (after which the driver refuses buffers
+        until the table is reset)."""
+        dma = self._dma
+        return dma.kind == STREAMED and not dma.more and self.queued_lines() == 0
 
     def _tick(self, ts: int, changes: Mapping[str, int]) -> int | None:
         previous = self.apply_inputs(changes)

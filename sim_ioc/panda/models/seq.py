@@ -187,6 +187,27 @@ class Seq(Block):
         """Whether a further streamed buffer would be accepted now."""
         return self._dma.accepts_more
 
+    # -- read-only queries (the server's QUEUED_LINES and completion) ----------
+
+    def queued_lines(self) -> int:
+        """Lines of a streamed table not yet run out, the running one included.
+
+        What the driver's PANDA_BLOCK_NWORDS gives the server for
+        ``TABLE.QUEUED_LINES`` (in lines, not words). Only meaningful for a
+        streamed table: a fixed table's ring wraps. Reads state, changes none.
+        """
+        if self._dma.kind != STREAMED:
+            return 0
+        running = self.values["STATE"] in (WAIT_TRIGGER, PHASE1, PHASE2)
+        return len(self._lines) - self._next + int(running)
+
+    def stream_completed(self) -> bool:
+        """Whether a streamed table is over: run to its end, or stopped by an
+        error or a falling ENABLE (the DMA's completion interrupt, after which
+        the driver refuses buffers until the table is reset)."""
+        dma = self._dma
+        return dma.kind == STREAMED and not dma.more and self.queued_lines() == 0
+
     # -- one tick ---------------------------------------------------------------
 
     def _tick(self, ts: int, changes: Mapping[str, int]) -> int | None:

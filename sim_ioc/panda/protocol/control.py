@@ -36,7 +36,9 @@ from ..world_control import apply_sim_command, motor_fault
 
 log = logging.getLogger(__name__)
 
-_TABLE_WRITE = re.compile(r"^([\w*]+)\.(\w+)<(<?)(B?)(\|?)$")
+# BLOCK.FIELD< <B << <<B <<| <<|B (server/config_server.c reads "|" before
+# "B"; "<<B|", which this parser used to take, is still accepted).
+_TABLE_WRITE = re.compile(r"^([\w*]+)\.(\w+)<(<?)(\|?)(B?)(\|?)$")
 
 SIM_HELP = (
     "*SIM.MOVE.<axis>=<target> <speed>  move an axis at constant speed (units/s)",
@@ -61,13 +63,15 @@ class Command:
 
 @dataclass(frozen=True)
 class TableWrite:
-    """``BLOCK.FIELD<`` (``<<`` append, ``B`` base64, ``|`` last) and its lines."""
+    """``BLOCK.FIELD<`` and its lines: ``<<`` a streamed buffer (``append``),
+    ``<<|`` the last one (``last``), ``B`` base64 data."""
 
     block: str
     field: str
     append: bool
     base64: bool
     lines: tuple[str, ...]
+    last: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,7 @@ class _PendingTable:
     name: str  # the field
     append: bool
     base64: bool
+    last: bool = False
     lines: list[str] = field(default_factory=list)
     size: int = 0  # bytes in `lines`
     error: str | None = None  # set once the write is refused: lines discarded
@@ -159,9 +164,13 @@ class ControlParser:
         elif problem is not None:
             out.append(Malformed(problem))
         elif m := _TABLE_WRITE.match(line):
+            append, last = bool(m.group(3)), bool(m.group(4) or m.group(6))
             self._table = _PendingTable(
-                m.group(1), m.group(2), bool(m.group(3)), bool(m.group(4))
+                m.group(1), m.group(2), append, bool(m.group(5)), last
             )
+            if last and not append:
+                # "|" only follows "<<"; the server reads and drops the data.
+                self._table.error = "Unexpected character after input"
         else:
             out.append(Command(line))
 
@@ -180,6 +189,7 @@ class ControlParser:
                         table.append,
                         table.base64,
                         tuple(table.lines),
+                        table.last,
                     )
                 )
             self._table = None
@@ -251,7 +261,11 @@ def _text(request: Request) -> str:
         case Command(line):
             return line
         case TableWrite():
-            mode = ("<" if request.append else "") + ("B" if request.base64 else "")
+            mode = (
+                ("<" if request.append else "")
+                + ("|" if request.last else "")
+                + ("B" if request.base64 else "")
+            )
             return f"{request.block}.{request.field}<{mode}"
         case Malformed(why):
             return why
@@ -275,7 +289,7 @@ def _table_write(panda: SimulatedPanda, req: TableWrite) -> str:
             words = [int(w, 0) & 0xFFFFFFFF for line in req.lines for w in line.split()]
         except ValueError:
             raise FieldError("Table data not numbers") from None
-    panda.put_table(req.block, req.field, words, req.append)
+    panda.put_table(req.block, req.field, words, req.append, req.last)
     return ok()
 
 
@@ -486,7 +500,8 @@ def _current(
             if group is not None and g is not group:
                 continue
             if value is None:
-                yield key, repr(f.table), f"{key}<"
+                # Every accepted write counts, as the server's update_index.
+                yield key, str(f.table_index), f"{key}<"
             else:
                 yield key, value, f"{key}={value}"
     if group in (None, Group.METADATA):
