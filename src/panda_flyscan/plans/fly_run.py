@@ -107,7 +107,12 @@ class FlyRun:
     #: (``CaptureStalled``). None: not checked (e.g. spec_scan's turnarounds).
     max_row_gap: float | None = None
     #: ``drive`` makes checkpoints a pause can resume from (spec_scan with a
-    #: streamed table); until its first one, a pause still aborts.
+    #: streamed table); until its first one, a pause still aborts. bluesky's
+    #: rewind resets each stream's sequence counter to its last checkpoint,
+    #: so such a run collects only just before its checkpoints (``drive``
+    #: calls ``flush()`` then; ``flush(collect=False)`` while waiting only
+    #: checks health) and once at the end: rows reach Tiled segment by
+    #: segment, and the stop document counts every frame once.
     resumable: bool = False
 
 
@@ -146,7 +151,12 @@ def fly_run(run: FlyRun) -> MsgGenerator[str]:
             if run.after_kickoff is not None:
                 yield from run.after_kickoff()
             if run.drive is not None:
-                yield from run.drive(lambda: _flush(run, check))
+                yield from run.drive(
+                    lambda collect=True: _flush(run, check, collect)  # type: ignore[misc]
+                )
+            if run.resumable:
+                yield from _flush(run, check)
+                yield from bps.checkpoint()
             yield from _collect_while_completing(
                 run, [*flyer_devices, *all_detectors], completing, check
             )
@@ -262,12 +272,16 @@ def _collect_while_completing(
         done = yield from bps.wait(
             group=group, timeout=run.flush_period, error_on_timeout=False
         )
-        yield from _flush(run, check)
+        # A resumable run collects once, at the end (see FlyRun.resumable).
+        yield from _flush(run, check, collect=done or not run.resumable)
 
 
-def _flush(run: FlyRun, check: Callable[[], MsgGenerator[None]]) -> MsgGenerator[None]:
-    for name, streamed in run.streams.items():
-        yield from bps.collect(*streamed, name=name)
+def _flush(
+    run: FlyRun, check: Callable[[], MsgGenerator[None]], collect: bool = True
+) -> MsgGenerator[None]:
+    if collect:
+        for name, streamed in run.streams.items():
+            yield from bps.collect(*streamed, name=name)
     yield from check()
 
 

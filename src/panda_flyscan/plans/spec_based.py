@@ -502,6 +502,8 @@ class _Driver:
         for index, segment in enumerate(segments):
             group = f"spec-segment-{index}"
             if self.pauser is not None:
+                # Rows so far to Tiled, then the checkpoint (FlyRun.resumable).
+                yield from flush()
                 yield from bps.checkpoint()
                 self.at.clear()
             following = segments[index + 1] if index + 1 < len(segments) else None
@@ -521,6 +523,8 @@ class _Driver:
     def _fly(
         self, line: FlyLine, group: str, following: Any, flush: Any
     ) -> MsgGenerator[None]:
+        if self.pauser is not None:
+            flush = _checks_only(flush)
         axis: Any = line.axis
         motion = self.motions[line.first]
         here = self.at.get(axis)
@@ -556,6 +560,8 @@ class _Driver:
         yield from _wait_flushing(group, flush)
 
     def _point(self, point: Point, group: str, flush: Any) -> MsgGenerator[None]:
+        if self.pauser is not None:
+            flush = _checks_only(flush)
         yield from self._step_to(point.positions, group)
         yield from bps.wait(group=group)
         # The SEQ waits for BITA low then high: lower it, raise it.
@@ -680,6 +686,11 @@ class _LineDone:
                     task.cancel()
 
         return AsyncStatus(either())
+
+
+def _checks_only(flush: Any) -> Any:
+    """``flush`` without its collects (health checks only)."""
+    return lambda: flush(collect=False)
 
 
 def _wait_flushing(
