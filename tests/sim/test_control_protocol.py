@@ -83,22 +83,29 @@ def test_errors_do_not_break_the_session(panda: SimulatedPanda) -> None:
     assert replies[5:] == ["OK\n", "OK =SEQ1.OUTA\n"]
 
 
-def test_table_write_append_read_and_base64(panda: SimulatedPanda) -> None:
+def test_table_write_read_and_base64_and_a_stream_not_shown(
+    panda: SimulatedPanda,
+) -> None:
     replies = ask(
         panda,
-        "SEQ1.TABLE<\n1 0 5 5\n\nSEQ1.TABLE<<\n2 0 6 6\n\nSEQ1.TABLE?\n"
+        "SEQ1.TABLE<\n1 0 5 5\n2 0 6 6\n\nSEQ1.TABLE?\n"
         "SEQ1.TABLE.LENGTH?\nSEQ1.TABLE.B?\n",
     )
-    assert replies[:2] == ["OK\n", "OK\n"]
-    assert replies[2] == "!1\n!0\n!5\n!5\n!2\n!0\n!6\n!6\n.\n"
-    assert replies[3] == "OK =2\n"
-    b64 = "".join(line[1:] for line in replies[4].splitlines()[:-1])
+    assert replies[0] == "OK\n"
+    assert replies[1] == "!1\n!0\n!5\n!5\n!2\n!0\n!6\n!6\n.\n"
+    assert replies[2] == "OK =2\n"
+    b64 = "".join(line[1:] for line in replies[3].splitlines()[:-1])
     assert struct.unpack("<8I", base64.b64decode(b64)) == (1, 0, 5, 5, 2, 0, 6, 6)
     encoded = base64.b64encode(struct.pack("<4I", 7, 0, 1, 1)).decode()
     assert ask(panda, f"SEQ1.TABLE<B\n{encoded}\n\nSEQ1.TABLE?\n") == [
         "OK\n",
         "!7\n!0\n!1\n!1\n.\n",
     ]
+    # `<<` starts a streamed table (server API 4): the server shows it empty.
+    assert ask(
+        panda,
+        "SEQ1.TABLE<<\n2 0 6 6\n\nSEQ1.TABLE.MODE?\nSEQ1.TABLE?\nSEQ1.TABLE.LENGTH?\n",
+    ) == ["OK\n", "OK =STREAMING\n", ".\n", "OK =0\n"]
 
 
 def test_over_long_table_is_refused_and_old_table_kept(panda: SimulatedPanda) -> None:
