@@ -8,7 +8,9 @@ devices in one process, sharing one world and one clock.
 * the area detector ``PREFIX:DET:`` (``cam1:``, ``HDF1:``), triggered by the
   PandA's TTLOUT1, its exposure output cabled to the PandA's TTLIN1;
 * a slower one, ``PREFIX:DET2:`` (5 ms readout), triggered by TTLOUT2;
-* both imaging a sample on the M1 (x) and M2 (y) motors.
+* both imaging a sample on the M1 (x) and M2 (y) motors;
+* the storage ring's beam current ``PREFIX:RING:CURRENT`` (mA, writable, for
+  suspenders) and ``PREFIX:RING:DUMP`` (1 dumps the beam, 0 refills it).
 
 ``--fmc-signal 'FMC_IN1=sine amplitude=2'`` chooses what an ADC channel sees
 (as the control port's ``*SIM.SIGNAL``). Every option is a field of
@@ -37,6 +39,7 @@ from .detector import SimAreaDetector
 from .motor import SimMotor
 from .panda.device import SimulatedPanda
 from .panda.server import PandaServer, run_until_signalled
+from .ring import StorageRing
 
 __all__ = ["main", "make_panda", "serve"]
 
@@ -72,6 +75,7 @@ async def serve(config: SimulatorConfig, panda: SimulatedPanda | None = None) ->
         ]
         for detector in detectors:
             pvdb.update(detector.pvs)
+        pvdb.update(StorageRing(config.prefix, config.ring_current).pvs)
         interfaces = os.environ.get("EPICS_CAS_INTF_ADDR_LIST", "127.0.0.1").split()
         listening = asyncio.Event()
 

@@ -15,7 +15,8 @@ build those from it.
 
 Three motor records (``PREFIX:M1``..``M3``, :attr:`SimulatorConfig.motors`,
 each on an INENC axis of its own) and two detectors (``PREFIX:DET:`` and the
-slower ``PREFIX:DET2:``) share the PandA's world. The flat fields
+slower ``PREFIX:DET2:``) share the PandA's world, beside the storage ring's
+beam current ``PREFIX:RING:CURRENT`` (:mod:`sim_ioc.ring`). The flat fields
 ``motor_axis``, ``encoder_resolution`` and ``encoder_offset`` are M1's (the
 first of ``motors``), kept for the callers that predate ``motors``.
 """
@@ -233,6 +234,13 @@ class SimulatorConfig(BaseModel):
         default="exposing",
         description="What the second detector's output shows (as "
         "--detector-ttlin-signal).",
+    )
+    ring_current: float = Field(
+        default=300.0,
+        ge=0,
+        description="The storage ring's beam current at start-up, mA "
+        "(PREFIX:RING:CURRENT; writable, and PREFIX:RING:DUMP=1 drops it to 0, "
+        "=0 restores it).",
     )
     fmc_signals: tuple[str, ...] = Field(
         default=(),

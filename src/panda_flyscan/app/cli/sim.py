@@ -109,6 +109,7 @@ class _SimulatorOption(click.Option):
 @click.option(
     "--detector2-ttlin-signal", "detector2_ttlin_signal", cls=_SimulatorOption
 )
+@click.option("--ring-current", "ring_current", cls=_SimulatorOption)
 @click.pass_context
 def sim(
     ctx: click.Context,
@@ -124,7 +125,9 @@ def sim(
     plus three motor records (PREFIX:M1, M2, M3, driving the PandA's INENC1,
     INENC2, INENC3) and two area detectors (PREFIX:DET:, triggered by TTLOUT1,
     and the slower PREFIX:DET2:, by TTLOUT2) served over Channel Access on a
-    port of their own, all sharing one simulated world and clock. Then the
+    port of their own, all sharing one simulated world and clock, beside the
+    storage ring's beam current PREFIX:RING:CURRENT (mA, writable: put 0 to
+    trip a suspender; PREFIX:RING:DUMP 1/0 dumps and refills it). Then the
     real PandABlocks-ioc (from sim_ioc/.venv) on free CA/PVA ports. Waits until
     everything answers, then prints the environment a client needs
     (EPICS_CA_ADDR_LIST reaches both CA servers), for example:
