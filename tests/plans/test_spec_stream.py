@@ -17,6 +17,7 @@ import h5py
 import numpy as np
 import pytest
 from bluesky.utils import RunEngineInterrupted
+from ophyd_async.core import wait_for_value
 from plan_helpers import assert_tiled_matches_file, panda_idle
 from scanspec.core import Path as ScanPath
 from scanspec.specs import Fly, Line, Spec
@@ -173,11 +174,15 @@ def test_abort_while_paused_closes_the_run(flyscan: Any, control: PandaControl) 
     armed = threading.Event()
     RE.msg_hook = lambda msg: armed.set() if msg.command == "checkpoint" else None
 
+    captured = bl.panda.data.num_captured
+
     def fire() -> None:
+        # Mid-line: once a hundred rows are in.
         if armed.wait(30):
+            flyscan.run(wait_for_value(captured, lambda n: n >= 100, timeout=30))
             RE.request_pause()
 
-    threading.Timer(0.5, fire).start()
+    threading.Thread(target=fire, daemon=True).start()
     try:
         with pytest.raises(RunEngineInterrupted):
             RE(spec_scan(bl.panda, spec, control=control))

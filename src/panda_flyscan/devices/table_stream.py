@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from pandablocks.asyncio import AsyncioClient
-from pandablocks.commands import Append, CommandException, Get, Put
+from pandablocks.commands import Append, CommandError, CommandException, Get, Put
 
 __all__ = [
     "PandaControl",
@@ -169,14 +169,18 @@ class TableStream:
             self._done = True
             return False
         words, last = taken
+        refused = None
         try:
             await self.control.append_table(self.field, words, last)
-        except CommandException as exc:
+        except (CommandError, CommandException) as exc:
+            refused = str(exc).rpartition("->")[2].strip()  # not the lines sent
+        if refused is not None:
+            # The block stopped for want of lines: say that, not the refusal.
             await self.check_health()
             raise TableStreamError(
                 f"{self.field}: the PandA refused buffer {self.stats.buffers_sent + 1}"
-                f" ({exc}); the scan cannot go on"
-            ) from exc
+                f" ({refused}); the scan cannot go on"
+            )
         self.stats.lines_sent += len(words)
         self.stats.buffers_sent += 1
         self._done = last

@@ -25,7 +25,7 @@ from typing import Any
 
 import bluesky.plan_stubs as bps
 from bluesky.protocols import Flyable, Preparable
-from bluesky.utils import MsgGenerator
+from bluesky.utils import Msg, MsgGenerator
 from ophyd_async.core import (
     DetectorTrigger,
     FlyableLogic,
@@ -166,6 +166,10 @@ def fly_run(run: FlyRun) -> MsgGenerator[str]:
             # A timeout or failed status that the watch has already explained.
             if watch.fault is not None:
                 raise watch.fault from exc
+            # A flyer's own HealthError (a streamed table that ran dry),
+            # reported by the RunEngine as its status' failure.
+            if (cause := _health_cause(exc)) is not None:
+                raise cause from exc
             raise
 
     def body() -> MsgGenerator[str]:
@@ -176,9 +180,14 @@ def fly_run(run: FlyRun) -> MsgGenerator[str]:
         yield from wait_for_awaitable(prime_datasets(panda, run.settings))
         uid = yield from bps.open_run(md=run.md)
         state["open"] = True
-        # Nothing before the drive can be rewound: a pause until its first
-        # checkpoint (or in a run that has none) aborts the run.
-        yield from bps.clear_checkpoint()
+        if run.resumable:
+            # Nothing before the drive is replayed (it re-enables rewinding
+            # with its first checkpoint): a clear_checkpoint would disable
+            # every later checkpoint of the run.
+            yield Msg("rewindable", None, False)
+        else:
+            # A flyscan without checkpoints: a pause aborts the run.
+            yield from bps.clear_checkpoint()
         group = "fly-prepare"
         for flyer in run.flyers:
             yield from bps.prepare(flyer.device, flyer.info, group=group)
@@ -320,6 +329,24 @@ def _health_watch(run: FlyRun) -> HealthWatch:
         frames=frames,
         max_row_gap=run.max_row_gap,
     )
+
+
+def _health_cause(exc: BaseException) -> HealthError | None:
+    """The HealthError a failed status (bluesky's FailedStatus) carries."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return None
+        if isinstance(seen, HealthError):
+            return seen
+        status = seen.args[0] if seen.args else None
+        inner = getattr(status, "exception", None)
+        if callable(inner):
+            found = inner()
+            if isinstance(found, HealthError):
+                return found
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _frames(info: TriggerInfo) -> int:

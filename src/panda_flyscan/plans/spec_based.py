@@ -15,7 +15,7 @@ from typing import Any
 
 import bluesky.plan_stubs as bps
 import numpy as np
-from bluesky.utils import MsgGenerator
+from bluesky.utils import Msg, MsgGenerator
 from ophyd_async.core import (
     AsyncStatus,
     DetectorTrigger,
@@ -497,8 +497,10 @@ class _Driver:
         """Plan stub: every segment in order (``flush`` collects)."""
         segments = self.path.segments
         if self.pauser is not None:
-            # Seen by the RunEngine, so that it pauses and resumes it.
+            # Seen by the RunEngine, so that it pauses and resumes it; from
+            # here on each segment can be replayed (fly_run turned it off).
             yield from bps.trigger(self.pauser, wait=True)
+            yield Msg("rewindable", None, True)
         for index, segment in enumerate(segments):
             group = f"spec-segment-{index}"
             if self.pauser is not None:
