@@ -196,3 +196,58 @@ def test_abort_while_paused_closes_the_run(flyscan: Any, control: PandaControl) 
     assert 0 < len(rows["x"]) < 600
     assert stop["num_events"] == {"primary": len(rows["x"])}
     assert panda_idle(flyscan) == (False, False)
+
+
+def test_beam_dump_mid_line_suspends_and_the_scan_resumes(
+    beamline: Any, flyscan: Any, control: PandaControl
+) -> None:
+    """bluesky's stock SuspendFloor on the simulated ring current: the beam
+    drops mid-line, the flyscan suspends (triggers stop at a frame boundary,
+    the motor stops), the beam comes back and the scan resumes: every
+    planned frame once, at its place."""
+    from bluesky.suspenders import SuspendFloor
+    from ophyd import EpicsSignal, EpicsSignalRO
+
+    bl = flyscan.beamline
+    x, y = bl.motor("x"), bl.motor("y")
+    det = bl.detectors["det"]
+    spec = Fly(0.005 @ (Line(y, 0, 0.2, 3) * ~Line(x, 0, 2, 200)))
+    pv = f"{beamline.prefix}:RING:CURRENT"
+    current = EpicsSignalRO(pv, name="ring_current")
+    writer = EpicsSignal(pv, name="ring_writer")
+    for signal in (current, writer):
+        signal.wait_for_connection(timeout=30)
+    RE = flyscan.RE
+    suspender = SuspendFloor(current, suspend_thresh=50, resume_thresh=200, sleep=0.5)
+    suspended = threading.Event()
+    RE.msg_hook = lambda msg: (
+        suspended.set() if msg.command == "_start_suspender" else None
+    )
+    captured = bl.panda.data.num_captured
+    rows_at_trip: list[int] = []
+
+    def dump_and_refill() -> None:
+        # Mid-way through the second line.
+        flyscan.run(wait_for_value(captured, lambda n: n >= 300, timeout=60))
+        writer.put(0.0, wait=True, timeout=10)
+        if suspended.wait(30):
+            rows_at_trip.append(flyscan.run(captured.get_value()))
+        writer.put(300.0, wait=True, timeout=10)
+
+    RE.install_suspender(suspender)
+    tripper = threading.Thread(target=dump_and_refill, daemon=True)
+    try:
+        tripper.start()
+        (uid,) = RE(spec_scan(bl.panda, spec, detectors=[det], control=control))
+        tripper.join(60)
+    finally:
+        RE.remove_suspender(suspender)
+        RE.msg_hook = None
+        writer.put(300.0, wait=True, timeout=10)
+        for signal in (current, writer):
+            signal.destroy()
+    assert rows_at_trip and 300 <= rows_at_trip[0] < 600
+    rows = _check_rows(flyscan, uid, spec)
+    images = _det_frames(flyscan)
+    assert len(images) == len(rows["x"]) == 600
+    assert [decode(f).index for f in images] == list(range(600))
