@@ -37,6 +37,7 @@ from panda_flyscan.app.bench import (
     measure_soak,
     measure_startup,
     measure_storage,
+    measure_stream,
     measure_view,
 )
 from panda_flyscan.app.bench.budget import FULL, QUICK, Budget, Options, budget_for
@@ -79,6 +80,7 @@ GROUPS = {
     "map": "6. 2-D snake map: spec_scan (one run) vs bp.grid_scan, into Tiled",
     "soak": "7. Soak: many flyscans in one session, and what grows",
     "bus": "8. Document bus: RunEngine -> NATS JetStream -> writer service -> Tiled",
+    "stream": "9. Flyscans of any length (streamed SEQ tables) and pauses",
 }
 
 
@@ -318,6 +320,18 @@ MEASUREMENTS: dict[str, Measurement] = {
             "document -> run complete in Tiled (measure_bus.py).",
             measure_bus.bus,
             ("bus.rate.ratio",),
+        ),
+        Measurement(
+            "stream",
+            "stream",
+            "Flyscans of any length and pauses: time_scan 1e6 frames at 100 kHz "
+            "(--quick: 1e5) and a streamed-table spec_scan 10 x 10,000 map at "
+            "1 kHz (--quick: 4 x 2,500), efficiency = frames x frame / wall; the "
+            "cost of one pause/resume (a 4 x 2,500 map paused 1 s, against it "
+            "unpaused) and request -> paused; table generation's peak RSS for "
+            "1e6 frames / 1e4 (fresh processes) (measure_stream.py).",
+            measure_stream.stream,
+            ("stream.map.efficiency",),
         ),
     ]
 }
