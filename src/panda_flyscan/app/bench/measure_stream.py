@@ -68,8 +68,10 @@ def _fly_map(
     requested: list[float] = []
 
     def pause_later() -> None:
+        assert pause_at is not None
+        target = pause_at
         captured = bl.panda.data.num_captured
-        _in_loop(RE, wait_for_value(captured, lambda n: n >= pause_at, timeout=600))
+        _in_loop(RE, wait_for_value(captured, lambda n: n >= target, timeout=600))
         requested.append(time.perf_counter())
         RE.request_pause()
 
