@@ -50,6 +50,10 @@ Figures (each repeated; the table shows median, min, max and runs):
                     service against the in-process writer: documents/s
                     (ratio), the RunEngine's cost per document, stop
                     document -> run complete in Tiled
+  9. stream         time_scan 1e6 frames at 100 kHz and a streamed-table
+                    10 x 10,000 spec_scan map at 1 kHz: frames x frame /
+                    wall; one pause/resume's cost and request -> paused;
+                    table generation's peak memory, 1e6 / 1e4 frames
 \b
 --quick: N = 1e3 only, fewer rates and repeats, a 1e5-row read-back, a
 4 x 50 map (grid_scan 2 x 20), 20 soak scans: about 3 minutes on 2 cores.
@@ -81,7 +85,7 @@ The full run takes 20-30 minutes (the soak about 10).
     metavar="NAME",
     help="Run only these measurements (repeat the option, or separate by "
     "commas): startup, connect, efficiency, latency, first-trigger, map, "
-    "readback, liveview, capture, writer, soak.",
+    "readback, liveview, capture, writer, soak, bus, stream.",
 )
 @click.option(
     "--keep-data",
