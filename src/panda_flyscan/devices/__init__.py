@@ -11,6 +11,8 @@
   PandA's fields, wiring and captures saved to and restored from YAML
   (ophyd-async's settings machinery).
 * :func:`dropped_triggers_signal`: a detector's dropped-trigger count, if any.
+* :class:`PandaControl`, :class:`TableStream`: the PandA's control port,
+  for SEQ tables streamed while the scan runs (no 4096-line limit).
 * :func:`real_beamline_devices` (and :func:`connect_beamline`): build and
   connect a :class:`Beamline`. The simulated beamline's devices are in
   :mod:`panda_flyscan.app.simulated`.
@@ -48,6 +50,7 @@ from .settings import (
     save_panda_configuration,
     wiring_document,
 )
+from .table_stream import PandaControl, TableStream, TableStreamError, TableUnderrun
 from .wiring import DetectorWiring, EncoderWiring, PandaWiring, WiringError
 
 __all__ = [
@@ -62,8 +65,12 @@ __all__ = [
     "FlyscanPanda",
     "PandaConfiguration",
     "PandaConfigurationError",
+    "PandaControl",
     "PandaWiring",
     "RunFilePathProvider",
+    "TableStream",
+    "TableStreamError",
+    "TableUnderrun",
     "WiringError",
     "apply_captures",
     "capture_settings",

@@ -29,6 +29,7 @@ from .._compat.bluesky import bluesky_loop_running
 from .capture import Capture
 from .panda import FlyscanPanda
 from .paths import RunFilePathProvider
+from .table_stream import PandaControl
 from .wiring import PandaWiring
 
 __all__ = [
@@ -47,6 +48,9 @@ class Beamline:
     path_provider: RunFilePathProvider
     motors: dict[str, Any] = field(default_factory=dict)
     detectors: dict[str, StandardDetector] = field(default_factory=dict)
+    #: The PandA's control port, if this host may reach it: spec_scan's
+    #: ``control=`` (streamed tables, pause and resume).
+    control: PandaControl | None = None
 
     @property
     def data_dir(self) -> Path:

@@ -32,6 +32,7 @@ from ...devices import (
     RunFilePathProvider,
 )
 from ...devices.beamline import in_bluesky_loop
+from ...devices.table_stream import PandaControl
 from .detector import SimulatedDetector
 
 __all__ = [
@@ -231,11 +232,15 @@ async def connect_simulated_beamline(
             for d in SIM_DETECTORS
         )
     )
+    # The simulated PandA's control port, for streamed tables (spec_scan's
+    # control=): `panda-flyscan sim` and the launcher set $PANDA_HOST.
+    host = os.environ.get("PANDA_HOST")
     return Beamline(
         panda=panda,
         path_provider=provider,
         motors=dict(motors),
         detectors=dict(detectors),
+        control=PandaControl(host) if host else None,
     )
 
 
