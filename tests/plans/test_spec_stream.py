@@ -251,3 +251,36 @@ def test_beam_dump_mid_line_suspends_and_the_scan_resumes(
     images = _det_frames(flyscan)
     assert len(images) == len(rows["x"]) == 600
     assert [decode(f).index for f in images] == list(range(600))
+
+
+def test_pause_while_arming_cannot_resume_and_says_so(
+    flyscan: Any, control: PandaControl
+) -> None:
+    """A pause before the first segment (while the PandA and the SEQ are
+    being armed) cannot be replayed: resume refuses with what to do, abort
+    closes the run."""
+    bl = flyscan.beamline
+    x = bl.motor("x")
+    spec = Fly(0.005 @ Line(x, 0, 1, 100))
+    RE = flyscan.RE
+    arming = threading.Event()
+    RE.msg_hook = lambda msg: arming.set() if msg.command == "prepare" else None
+
+    def fire() -> None:
+        if arming.wait(30):
+            RE.request_pause()
+
+    threading.Thread(target=fire, daemon=True).start()
+    try:
+        with pytest.raises(RunEngineInterrupted):
+            RE(spec_scan(bl.panda, spec, control=control))
+        assert RE.state == "paused"
+        with pytest.raises(RuntimeError, match="cannot resume from there"):
+            RE.resume()
+        assert RE.state == "paused"
+        RE.abort("paused while arming")
+    finally:
+        RE.msg_hook = None
+    [stop] = flyscan.of("stop")
+    assert stop["exit_status"] == "abort"
+    assert panda_idle(flyscan) == (False, False)

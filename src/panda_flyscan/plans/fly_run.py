@@ -114,6 +114,9 @@ class FlyRun:
     #: checks health) and once at the end: rows reach Tiled segment by
     #: segment, and the stop document counts every frame once.
     resumable: bool = False
+    #: Told by the RunEngine of every pause and resume (bluesky's Pausable;
+    #: it must be seen before anything can be paused): a resumable run's.
+    pauser: Any = None
 
 
 def fly_run(run: FlyRun) -> MsgGenerator[str]:
@@ -180,6 +183,8 @@ def fly_run(run: FlyRun) -> MsgGenerator[str]:
         yield from wait_for_awaitable(prime_datasets(panda, run.settings))
         uid = yield from bps.open_run(md=run.md)
         state["open"] = True
+        if run.pauser is not None:
+            yield from bps.trigger(run.pauser, wait=True)
         if run.resumable:
             # Nothing before the drive is replayed (it re-enables rewinding
             # with its first checkpoint): a clear_checkpoint would disable

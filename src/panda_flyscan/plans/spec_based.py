@@ -261,6 +261,7 @@ def spec_scan(
                 restore=driver.restore_velocities,
                 motors=list(motors),
                 resumable=streamed,
+                pauser=driver.pauser,
             )
         )
     )
@@ -497,9 +498,9 @@ class _Driver:
         """Plan stub: every segment in order (``flush`` collects)."""
         segments = self.path.segments
         if self.pauser is not None:
-            # Seen by the RunEngine, so that it pauses and resumes it; from
-            # here on each segment can be replayed (fly_run turned it off).
-            yield from bps.trigger(self.pauser, wait=True)
+            # From here on each segment can be replayed (fly_run turned
+            # rewinding off until now).
+            self.pauser.flying = True
             yield Msg("rewindable", None, True)
         for index, segment in enumerate(segments):
             group = f"spec-segment-{index}"
@@ -624,6 +625,10 @@ class _Pauser:
         #: Host times of each pause and resume (for the run's metadata).
         self.pauses: list[float] = []
         self.resumes: list[float] = []
+        #: Set by the driver when the first segment starts: a pause before
+        #: that (arming, kickoff) cannot be replayed.
+        self.flying = False
+        self._early = False
 
     def trigger(self) -> AsyncStatus:
         async def nothing() -> None:
@@ -633,12 +638,22 @@ class _Pauser:
 
     async def pause(self) -> None:
         self.pauses.append(time.time())
+        if not self.flying:
+            self._early = True
+            return
         await self._handshake.set(0)
         await asyncio.gather(
             *(m.stop(success=True) for m in self._motors), return_exceptions=True
         )
 
     async def resume(self) -> None:
+        if self._early:
+            raise RuntimeError(
+                "this flyscan was paused while it was being armed, before its "
+                "first segment: it cannot resume from there. RE.abort() (or "
+                "RE.stop()) closes the run with nothing lost, then run the plan "
+                "again"
+            )
         self.resumes.append(time.time())
 
 

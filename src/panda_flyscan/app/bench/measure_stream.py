@@ -66,11 +66,15 @@ def _fly_map(
     control = PandaControl(ctx.sim.panda_host)
     spec = _map(bl, lines, points, frame)
     requested: list[float] = []
+    flying = threading.Event()
+    # The count of the previous run stays until this one's capture starts.
+    RE.msg_hook = lambda msg: flying.set() if msg.command == "checkpoint" else None
 
     def pause_later() -> None:
         assert pause_at is not None
         target = pause_at
         captured = bl.panda.data.num_captured
+        flying.wait(600)
         _in_loop(RE, wait_for_value(captured, lambda n: n >= target, timeout=600))
         requested.append(time.perf_counter())
         RE.request_pause()
@@ -90,6 +94,7 @@ def _fly_map(
             paused = time.perf_counter() - stopped
             (uid,) = RE.resume()
         wall = time.perf_counter() - started
+        RE.msg_hook = None
         _in_loop(RE, control.close())
     rows = len(read_field(ctx.client, uid, "primary", "x"))
     assert rows == lines * points, f"{rows} rows in Tiled for {lines * points}"
