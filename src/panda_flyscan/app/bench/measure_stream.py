@@ -109,7 +109,7 @@ def _in_loop(RE: Any, coro: Any) -> Any:
 
 
 _MEMORY_SCRIPT = """
-import json, resource, sys
+import json, resource, sys, tracemalloc
 from scanspec.specs import Fly, Line
 from panda_flyscan.plans.scan_path import scan_path
 from panda_flyscan.plans.seq_lines import streamed_program
@@ -123,11 +123,14 @@ facts = {a: AxisFacts(a.name, i, 0.001, 0.0, "mm", 50.0, 0.1, None, 5.0)
          for i, a in ((1, x), (2, y))}
 lines, points = int(sys.argv[1]), int(sys.argv[2])
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+tracemalloc.start()
 spec = Fly(0.001 @ (Line(y, 0, 1, lines) * ~Line(x, 0, 0.001 * (points - 1), points)))
 program = streamed_program(scan_path(spec), facts)
 sent = sum(len(c) for c in program.chunks())
+traced = tracemalloc.get_traced_memory()[1]
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"lines": sent, "before_kb": before, "peak_kb": after}))
+print(json.dumps({"lines": sent, "before_kb": before, "peak_kb": after,
+                  "traced_peak_kb": traced // 1024}))
 """
 
 
@@ -190,4 +193,16 @@ def stream(s: Suite) -> None:
         "stream",
         "table generation peak RSS, 1e6 frames / 1e4 frames (fresh process)",
     ).add(large["peak_kb"] / small["peak_kb"])
+    s.figure(
+        "stream.memory.traced",
+        "stream",
+        "table generation's own peak allocations (tracemalloc), 1e6 frames",
+        "MB",
+    ).add(large["traced_peak_kb"] / 1024)
+    s.figure(
+        "stream.memory.traced.small",
+        "stream",
+        "table generation's own peak allocations (tracemalloc), 1e4 frames",
+        "MB",
+    ).add(small["traced_peak_kb"] / 1024)
     s.log(f"table generation peak RSS: 1e4 {small}, 1e6 {large}")
