@@ -45,8 +45,11 @@ log = logging.getLogger(__name__)
 
 #: The SEQ ``HEALTH`` labels the firmware reports (seq.block.ini).
 _UNDERRUN = "DMA underrun"
-#: Lines the firmware's table ring holds; more queued is pointless.
+#: Lines the firmware's table ring holds (the driver queues buffers beyond).
 RING_LINES = 4096
+#: Lines kept queued by default: four rings' worth, 0.8 s of 10 kHz frames
+#: (two lines a frame), so a busy host's hiccup does not starve the SEQ.
+LOW_WATER = 4 * RING_LINES
 
 
 class TableStreamError(RuntimeError):
@@ -140,7 +143,7 @@ class TableStream:
     control: PandaControl
     block: str
     chunks: Iterator[np.ndarray]
-    low_water: int = 2048
+    low_water: int = LOW_WATER
     poll: float = 0.02
     stats: StreamStats = field(default_factory=StreamStats)
     _next: np.ndarray | None = field(default=None, init=False)
@@ -186,10 +189,12 @@ class TableStream:
         self._done = last
         return not last
 
-    async def preload(self, lines: int = RING_LINES // 2) -> None:
-        """Release the table (``TABLE<`` empty) and queue about ``lines``."""
+    async def preload(self, lines: int | None = None) -> None:
+        """Release the table (``TABLE<`` empty) and queue about ``lines``
+        (default: ``low_water``)."""
         await self.control.put_table(self.field, [])
-        while self.stats.lines_sent < lines and await self._send():
+        target = self.low_water if lines is None else lines
+        while self.stats.lines_sent < target and await self._send():
             pass
 
     async def queued(self) -> int:

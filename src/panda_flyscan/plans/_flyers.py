@@ -210,7 +210,7 @@ class StreamedSeqFlyLogic(FlyableLogic[StreamedSeqInfo, None]):
             raise TableRanDry(
                 exc.block,
                 f"{exc} (frame {frame} was the first not triggered): the host "
-                "fed the table too slowly; lengthen the frames, or lower "
-                "TableStream.low_water's latency (a busy or remote host)",
+                "fed the table too slowly (a busy or distant host); lengthen "
+                "the frames or keep more lines queued (TableStream.low_water)",
                 frame=frame,
             ) from exc

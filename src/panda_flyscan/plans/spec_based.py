@@ -543,7 +543,14 @@ class _Driver:
             # On the run-up side: the gate lines may pass.
             yield from bps.abs_set(self.handshake, 1, wait=True)
         yield from self._velocity(axis, motion.velocity)
-        yield from bps.abs_set(axis.user_setpoint, motion.run_down, group=group)
+        # The put completes when the motor does: longer than the signal's
+        # default timeout for a line of over ~10 s.
+        yield from bps.abs_set(
+            axis.user_setpoint,
+            motion.run_down,
+            group=group,
+            timeout=line.time_for_move + 2 * _ACCL_BOUND,
+        )
         self.at[axis] = motion.run_down
         ahead = self._steps_of(following, skip=axis)
         if ahead:
