@@ -153,6 +153,9 @@ def test_ten_pauses_of_a_snake_with_a_detector(
         RE.msg_hook = None
     assert pauses == 10
     [start] = flyscan.of("start")
+    [stop] = flyscan.of("stop")
+    assert stop["reason"].startswith("paused 10 times, ")
+    assert stop["reason"].endswith("; 6 segments")
     rows = _check_rows(flyscan, start["uid"], spec)
     images = _det_frames(flyscan)
     assert len(images) == len(rows["x"]) == 1200

@@ -205,7 +205,11 @@ def fly_run(run: FlyRun) -> MsgGenerator[str]:
             yield from bps.declare_stream(*devices, name=name, collect=True)
         state["declared"] = True
         yield from flying()
-        yield from bps.close_run()
+        # A resumable run says in its stop document how often and how long
+        # it was paused (bluesky's RE.record_interruptions adds the events).
+        summary = getattr(run.pauser, "summary", None)
+        reason = str(summary()) if callable(summary) else None
+        yield from bps.close_run(reason=reason)
         state["open"] = False
         return uid
 

@@ -501,6 +501,7 @@ class _Driver:
             # From here on each segment can be replayed (fly_run turned
             # rewinding off until now).
             self.pauser.flying = True
+            self.pauser.segments = len(segments)
             yield Msg("rewindable", None, True)
         for index, segment in enumerate(segments):
             group = f"spec-segment-{index}"
@@ -636,6 +637,8 @@ class _Pauser:
         #: that (arming, kickoff) cannot be replayed.
         self.flying = False
         self._early = False
+        #: Segments of the path (set by the driver).
+        self.segments = 0
 
     def trigger(self) -> AsyncStatus:
         async def nothing() -> None:
@@ -651,6 +654,14 @@ class _Pauser:
         await self._handshake.set(0)
         await asyncio.gather(
             *(m.stop(success=True) for m in self._motors), return_exceptions=True
+        )
+
+    def summary(self) -> str:
+        """For the stop document: pauses, time paused, segments."""
+        paused = sum(b - a for a, b in zip(self.pauses, self.resumes, strict=False))
+        return (
+            f"paused {len(self.resumes)} times, {paused:.1f} s in all; "
+            f"{self.segments} segments"
         )
 
     async def resume(self) -> None:
