@@ -81,6 +81,8 @@ def test_path_of_many_tables_streamed(flyscan: Any, control: PandaControl) -> No
     assert start["panda_flyscan"]["seq_table"] == "streamed"
     assert start["panda_flyscan"]["seq_rows"] == 3 * (1 + 2 * 2000)
     assert panda_idle(flyscan) == (False, False)
+    # Released: a streamed table refuses the next scan's fixed table.
+    assert flyscan.run(control.get("SEQ1.TABLE.MODE")) == "INIT"
 
 
 def test_underrun_fails_naming_the_frame(
@@ -115,6 +117,7 @@ def test_underrun_fails_naming_the_frame(
     assert stop["exit_status"] == "fail"
     assert stop["num_events"] == {"primary": frame}
     assert panda_idle(flyscan) == (False, False)
+    assert flyscan.run(control.get("SEQ1.TABLE.MODE")) == "INIT"
 
 
 def test_ten_pauses_of_a_snake_with_a_detector(

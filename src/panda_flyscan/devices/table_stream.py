@@ -197,6 +197,12 @@ class TableStream:
         while self.stats.lines_sent < target and await self._send():
             pass
 
+    async def release(self) -> None:
+        """Release the table (``TABLE<`` empty: MODE back to INIT). A
+        streamed table refuses a fixed table write until then, so the IOC
+        could not load the next scan's fixed table."""
+        await self.control.put_table(self.field, [])
+
     async def queued(self) -> int:
         """Lines the PandA has waiting (the one running included)."""
         return int(await self.control.get(f"{self.field}.QUEUED_LINES"))

@@ -195,12 +195,16 @@ class StreamedSeqFlyLogic(FlyableLogic[StreamedSeqInfo, None]):
         if self._feeding is not None:
             await self._feeding
         await wait_for_value(self.seq.active, False, timeout=None)
-        await self._named(self.stream.check_health())
+        try:
+            await self._named(self.stream.check_health())
+        finally:
+            await self.stream.release()
 
     async def stop(self) -> None:
         if self._feeding is not None:
             self._feeding.cancel()
         await self.seq.enable.set(PandaBitMux.ZERO)
+        await self.stream.release()
 
     async def _named(self, step: Awaitable[None]) -> None:
         try:
