@@ -26,7 +26,9 @@ PACKAGE = ROOT / "src" / "panda_flyscan"
 LIBRARY = ("devices", "plans", "storage", "_compat", "processes.py", "polling.py")
 #: Distributions' import names that only the [sim], [bench] or [dev] extras
 #: install (see pyproject.toml).
-EXTRAS_ONLY = ("caproto", "matplotlib", "ophyd", "pandablocks", "pytest")
+# pandablocks is a core dependency since the library streams SEQ tables
+# through the PandA's control port (devices.table_stream).
+EXTRAS_ONLY = ("caproto", "matplotlib", "ophyd", "pytest")
 
 
 def _modules(paths: Iterator[Path], root: Path) -> Iterator[tuple[Path, str]]:
