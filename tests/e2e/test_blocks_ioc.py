@@ -99,7 +99,8 @@ async def capture(
 
     (``prepare`` arms PCAP: triggers must only start after ``kickoff``.)
     """
-    await prime_dataset_names(panda, datasets)
+    # Other tests' captures may still be on: at least ours, both columns.
+    await prime_dataset_names(panda, datasets, exact=False)
     await panda.stage()
     try:
         await panda.prepare(

@@ -196,6 +196,14 @@ async def test_fastcs_pandablocks_captures_seq_triggers(
         await panda.unstage()
 
     path = tmp_path / "fastcs_seq.h5"
+    # fastcs-pandablocks closes its file a moment after the capture ends and
+    # says so nowhere: retry the open (bounded) while it is still writing.
+    for _ in range(100):
+        try:
+            h5py.File(path, "r").close()
+            break
+        except OSError:
+            await asyncio.sleep(0.1)
     with h5py.File(path) as f:
         [name] = [str(n) for n in f if "TS_TRIG" in str(n).upper()]
         ts_trig = np.asarray(f[name])

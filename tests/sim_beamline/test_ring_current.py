@@ -167,7 +167,7 @@ def test_suspend_floor_suspends_a_count_while_the_beam_is_down(
             if not suspended.wait(TIMEOUT):
                 trips.append("the run engine did not suspend")
             else:
-                trips.append(f"suspended, tripped={suspender.tripped}")
+                trips.append("suspended")
             refilled_at.append(time.time())
             writer.put(full_ring, wait=True, timeout=TIMEOUT)
         except Exception as exc:  # reported by the test's thread
@@ -185,7 +185,8 @@ def test_suspend_floor_suspends_a_count_while_the_beam_is_down(
         RE.loop.call_soon_threadsafe(RE.loop.stop)
         for signal in (current, writer):
             signal.destroy()
-    assert trips == ["suspended, tripped=True"]
+    # (Not suspender.tripped then: it may already read the refilled beam.)
+    assert trips == ["suspended"]
     assert suspender.tripped is False  # the beam is back
     (stop,) = [doc for name, doc in documents if name == "stop"]
     assert stop["exit_status"] == "success"

@@ -170,10 +170,11 @@ async def prime_datasets(
 
 
 async def prime_dataset_names(
-    panda: HDFPanda, names: Sequence[str], timeout: float = 5.0
+    panda: HDFPanda, names: Sequence[str], timeout: float = 5.0, exact: bool = True
 ) -> None:
     """:func:`prime_datasets` for captures already applied: make DATA:DATASETS
-    list ``names`` (the datasets captured) in both its columns."""
+    list ``names`` (the datasets captured) in both its columns; with
+    ``exact=False``, at least those (others may be captured too)."""
     wanted = sorted(names)
 
     async def table() -> tuple[list[str], int] | None:
@@ -181,7 +182,10 @@ async def prime_dataset_names(
             found = await panda.data.datasets.get_value()
         except Exception:  # read between the two column updates
             return None
-        return sorted(found.name), len(found.dtype)
+        names = sorted(found.name)
+        if not exact and set(wanted) <= set(names) and len(names) == len(found.dtype):
+            return wanted, len(wanted)  # settled, with others besides
+        return names, len(found.dtype)
 
     now = await table()
     if not wanted or now == (wanted, len(wanted)):
