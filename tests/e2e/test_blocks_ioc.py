@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,6 @@ from pandablocks.asyncio import AsyncioClient
 from pandablocks.commands import Raw
 
 from panda_flyscan.app.simulated.launcher import SimulatedBeamline
-from panda_flyscan.plans.prechecks import prime_dataset_names
 from panda_flyscan.storage.hdf5 import read_datasets
 
 pytestmark = pytest.mark.ioc
@@ -89,18 +88,13 @@ async def capture(
     events: int,
     start: Callable[[], Awaitable[None]],
     stop: Callable[[], Awaitable[None]] | None = None,
-    datasets: Sequence[str] = (),
 ) -> None:
     """Arm PCAP through the IOC for ``events`` frames, run ``start`` (what
     makes the triggers), wait until the IOC has written them all, run
-    ``stop``. ``datasets``: the names captured, for the IOC's DATASETS table
-    to settle on first (ophyd-async's prepare reads it as the IOC rewrites
-    it column by column).
+    ``stop``.
 
     (``prepare`` arms PCAP: triggers must only start after ``kickoff``.)
     """
-    # Other tests' captures may still be on: at least ours, both columns.
-    await prime_dataset_names(panda, datasets, exact=False)
     await panda.stage()
     try:
         await panda.prepare(
@@ -206,9 +200,7 @@ async def test_fmc_in_mean_min_max_over_gates_equal_the_analytic_signals(
         await seq.enable.set(PandaBitMux.ONE)
 
     try:
-        await capture(
-            panda, len(gates_ms), start, datasets=[*channels.values(), "gate"]
-        )
+        await capture(panda, len(gates_ms), start)
         await wait_for_value(seq.active, False, timeout=10)
     finally:
         await send(beamline, *(f"*SIM.SIGNAL.FMC_IN{n}=constant 0" for n in channels))
