@@ -44,12 +44,12 @@ from .errors import PlanArgumentError
 from .scan_path import FlyLine, Point, ScanPath
 from .seq_program import (
     _POS_TRIGGERS,
-    POS_INPUTS,
     AxisFacts,
     LineMotion,
     _check_line,
     _check_positions,
     _phases,
+    _pos_inputs,
 )
 
 __all__ = ["LINE_WORDS", "StreamedProgram", "encode_lines", "streamed_program"]
@@ -247,14 +247,7 @@ def streamed_program(
 
     Raises :class:`PlanArgumentError` naming the line or point and the fix.
     """
-    flown = path.flown_axes
-    if len(flown) > len(POS_INPUTS):
-        raise PlanArgumentError(
-            f"{len(flown)} axes fly ({', '.join(facts[a].name for a in flown)}): the "
-            f"SEQ compares at most {len(POS_INPUTS)} positions (POSA/B/C); fly at "
-            "most three axes in one scan"
-        )
-    pos_inputs: dict[str, Any] = dict(zip(POS_INPUTS, flown, strict=False))
+    pos_inputs = _pos_inputs(path, facts)
     prescale, phases = _phases({s.duration for s in path.segments}, exposure)
     for _live, dead in phases.values():
         if dead < 3:

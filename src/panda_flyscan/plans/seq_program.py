@@ -207,6 +207,18 @@ def _check_positions(
             )
 
 
+def _pos_inputs(path: ScanPath, facts: Mapping[Any, AxisFacts]) -> dict[str, Any]:
+    """POS input -> flown axis (``{"posa": x}``); more than three refused."""
+    flown = path.flown_axes
+    if len(flown) > len(POS_INPUTS):
+        raise PlanArgumentError(
+            f"{len(flown)} axes fly ({', '.join(facts[a].name for a in flown)}): the "
+            f"SEQ compares at most {len(POS_INPUTS)} positions (POSA/B/C); fly at "
+            "most three axes in one scan"
+        )
+    return dict(zip(POS_INPUTS, flown, strict=False))
+
+
 def seq_program(
     path: ScanPath,
     facts: Mapping[Any, AxisFacts],
@@ -220,13 +232,7 @@ def seq_program(
     high time in every frame (default: half of each frame). Raises
     :class:`PlanArgumentError` naming the line or point and the fix.
     """
-    flown = path.flown_axes
-    if len(flown) > len(POS_INPUTS):
-        raise PlanArgumentError(
-            f"{len(flown)} axes fly ({', '.join(facts[a].name for a in flown)}): the "
-            f"SEQ compares at most {len(POS_INPUTS)} positions (POSA/B/C); fly at "
-            "most three axes in one scan"
-        )
+    pos_inputs = _pos_inputs(path, facts)
     rows = rows_needed(path)
     if rows > max_rows:
         most = max_rows // 2
@@ -236,7 +242,6 @@ def seq_program(
             "or points of up to 65535 frames each): split the scan into several "
             "runs or use fewer lines"
         )
-    pos_inputs: dict[str, Any] = dict(zip(POS_INPUTS, flown, strict=False))
     input_of = {axis: pos for pos, axis in pos_inputs.items()}
     prescale, phases = _phases({s.duration for s in path.segments}, exposure)
     motions: list[LineMotion] = []
