@@ -11,7 +11,7 @@ from ophyd_async.fastcs.panda import SeqTrigger
 from scanspec.specs import Concat, Fly, Line, Spiral, Static
 
 from panda_flyscan.plans import PlanArgumentError
-from panda_flyscan.plans.scan_path import FlyLine, Point, scan_path
+from panda_flyscan.plans.scan_path import FlyLine, Point, _Frames, scan_path
 from panda_flyscan.plans.seq_program import AxisFacts, rows_needed, seq_program
 
 TICK = 8e-9
@@ -82,6 +82,44 @@ def test_a_change_of_spacing_without_a_gap_is_two_lines() -> None:
     path = scan_path(spec)
     assert [(ln.first, ln.num) for ln in path.lines] == [(0, 11), (11, 11)]
     assert path.lines[0].velocity != pytest.approx(path.lines[1].velocity)
+
+
+def _greedy_runs(widths: np.ndarray, durations: np.ndarray) -> list[int]:
+    """The reference cut: frame by frame, a line goes on while the frame has
+    its first frame's width and duration (rtol 1e-9)."""
+    firsts, i = [], 0
+    while i < len(widths):
+        firsts.append(i)
+        j = i + 1
+        while (
+            j < len(widths)
+            and np.isclose(widths[j], widths[i], rtol=1e-9, atol=0)
+            and np.isclose(durations[j], durations[i], rtol=1e-9, atol=0)
+        ):
+            j += 1
+        i = j
+    return firsts
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_lines_cut_as_the_frame_by_frame_reference(seed: int) -> None:
+    """The vectorised cut equals the frame-by-frame one, for widths that
+    drift within the tolerance (each close to the line's first, not always
+    to its neighbour), jump, or change every frame."""
+    rng = np.random.default_rng(seed)
+    n = 3000
+    widths = 1e-3 * (1 + rng.choice([0.0, 0.6e-9, -0.6e-9], n))
+    widths[rng.choice(n, 40)] *= 1.5  # a few frames of another width
+    widths[2000:2300] = 1e-3 * (1 + np.arange(300) * 1e-6)  # every frame its own
+    durations = np.full(n, 0.01)
+    durations[rng.choice(n, 10)] = 0.02
+    upper = np.cumsum(widths)
+    lower = np.concatenate([[0.0], upper[:-1]])  # each frame where the last ended
+    cutter = _Frames(["x"], {"x": lower}, {"x": upper}, {"x": lower}, durations)
+    segments = cutter.cut(0, n)
+    assert all(isinstance(s, FlyLine) for s in segments)
+    assert [s.first for s in segments] == _greedy_runs(widths, durations)
+    assert sum(s.num for s in segments) == n
 
 
 def test_a_spec_without_a_duration_is_refused() -> None:

@@ -10,7 +10,11 @@ from scanspec.specs import Fly, Line
 
 from panda_flyscan.plans.errors import PlanArgumentError
 from panda_flyscan.plans.scan_path import scan_path
-from panda_flyscan.plans.seq_lines import encode_lines, streamed_program
+from panda_flyscan.plans.seq_lines import (
+    TABLE_LINE_MODULO,
+    encode_lines,
+    streamed_program,
+)
 from panda_flyscan.plans.seq_program import AxisFacts, seq_program
 
 
@@ -109,6 +113,74 @@ def test_frames_before_line_maps_the_table_back_to_frames() -> None:
     # The second line's guard, then its frames from 10.
     assert program.frames_before_line(21) == 10
     assert program.frames_before_line(24) == 11
+
+
+def test_between_frames_only_at_gates_guards_and_points() -> None:
+    """Where a pause may stop the motors: the SEQ waiting at a gate (BITS.A
+    low holds it), a guard or a point; not in a frame's phases, nor waiting
+    at a frame line whose gate has passed."""
+    path = scan_path(Fly(0.001 @ (Line(Y, 0, 1, 2) * ~Line(X, 0, 0.09, 10))))
+    program = streamed_program(path, FACTS)
+    wait = "WAIT_TRIGGER"
+    assert program.between_frames(wait, 0)  # the guard
+    assert program.between_frames(wait, 1)  # frame 0's gate
+    assert not program.between_frames(wait, 2)  # frame 0's line
+    assert program.between_frames(wait, 3)
+    assert not program.between_frames(wait, 20)  # frame 9's line
+    assert program.between_frames(wait, 21)  # the second line's guard
+    for phase in ("PHASE1", "PHASE2"):
+        assert not program.between_frames(phase, 1)
+        assert not program.between_frames(phase, 21)
+    # Not running: nothing fires.
+    assert program.between_frames("WAIT_ENABLE", 2)
+    assert program.between_frames("UNREADY", 2)
+    assert program.between_frames(wait, program.lines)
+
+
+def test_a_frame_awaited_is_stoppable_only_far_enough_ahead() -> None:
+    """Waiting at a frame line, the SEQ fires when the encoder gets there:
+    the motors may stop then only if they stop short of it (deceleration at
+    the line's velocity over half its acceleration time, the readback's lag,
+    a frame of margin)."""
+    path = scan_path(Fly(0.001 @ (Line(Y, 0, 1, 2) * ~Line(X, 0, 0.99, 100))))
+    program = streamed_program(path, FACTS)
+    wait = "WAIT_TRIGGER"
+    assert program.awaited_trigger(wait, 1) is None  # a gate
+    assert program.awaited_trigger("PHASE1", 2) is None
+    up = program.awaited_trigger(wait, 2 + 2 * 40)  # frame 40's line
+    assert up is not None and up.axis is X and up.frame == 40
+    assert up.direction == 1
+    # The table's own trigger for that frame (half a count on, in counts).
+    words = np.concatenate(list(program.chunks()))
+    assert _decode(words)["position"][2 + 2 * 40] == round(up.position / 0.001 + 0.5)
+    velocity = 0.01 / 0.001  # a 10 um frame per ms
+    assert up.stopping == pytest.approx(velocity * (0.1 / 2 + 0.1) + 0.01)
+    assert up.stoppable(up.position - up.stopping - 0.001)
+    assert not up.stoppable(up.position - up.stopping + 0.001)
+    assert not up.stoppable(up.position + 0.5)  # past it: it fires
+    # The snake's second line, flown the other way: frame 100 + 40.
+    down = program.awaited_trigger(wait, 201 + 2 + 2 * 40)
+    assert down is not None and down.frame == 140 and down.direction == -1
+    assert down.stoppable(down.position + down.stopping + 0.001)
+    assert not down.stoppable(down.position - 0.001)
+
+
+def test_table_line_unwrapped_near_the_segment_driven() -> None:
+    """TABLE_LINE counts from 1 and wraps at 2**19: read back near the
+    segment the plan drives, a little behind it or far beyond the wrap."""
+    path = scan_path(Fly(0.0001 @ (Line(Y, 0, 1, 3) * ~Line(X, 0, 400, 200_000))))
+    program = streamed_program(path, FACTS)
+    span = 1 + 2 * 200_000
+    assert program.line_of(1, 0) == 0
+    assert program.line_of(span + 1, 1) == span
+    # Still in the first line while the plan has moved on to the second.
+    assert program.line_of(span - 5, 1) == span - 6
+    # The third line starts past the wrap: 800,002 reads 800,003 - 2**19.
+    third = 2 * span
+    assert program.line_of(third + 1 - TABLE_LINE_MODULO, 2) == third
+    assert program.line_of(third + 11 - TABLE_LINE_MODULO, 2) == third + 10
+    assert program.between_frames("WAIT_TRIGGER", third + 1)
+    assert not program.between_frames("WAIT_TRIGGER", third + 2)
 
 
 def test_memory_does_not_follow_the_length() -> None:

@@ -10,7 +10,7 @@ from bluesky.utils import MsgGenerator
 from ophyd_async.core import DetectorTrigger, StandardDetector, TriggerInfo
 
 from ..devices import dropped_triggers_signal
-from ..devices._aio import wait_for_awaitable
+from ..devices._aio import wait_for_call
 from .errors import DroppedTriggersError
 
 __all__ = ["DroppedTriggersWatch"]
@@ -32,13 +32,17 @@ class DroppedTriggersWatch:
     def start(self) -> MsgGenerator[None]:
         """Plan stub: read the counts once armed, before the first trigger."""
         if self._watched:
-            self._baseline = yield from wait_for_awaitable(self._counts())
+            # Before the first checkpoint: never replayed, always answered.
+            self._baseline = (yield from wait_for_call(self._counts)) or []
 
     def check(self) -> MsgGenerator[None]:
         """Plan stub: raise :class:`DroppedTriggersError` if a count grew."""
         if not self._watched:
             return
-        counts = yield from wait_for_awaitable(self._counts())
+        # Checked in every flush: replayed when a resumable scan resumes.
+        counts = yield from wait_for_call(self._counts)
+        if counts is None:  # a pause came in between: the next flush checks
+            return
         for (det, info, _), before, now in zip(
             self._watched, self._baseline, counts, strict=True
         ):

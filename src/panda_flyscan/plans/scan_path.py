@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -206,51 +207,58 @@ class _Frames:
             return self._fly_runs(s, e, moving[0])
         # Standing still (a step dimension), or several axes at once: points,
         # consecutive frames at the same place (and duration) merged.
-        points: list[Segment] = []
-        i = s
-        while i < e:
-            j = i + 1
-            while (
-                j < e
-                and all(mid[a][j] == mid[a][i] for a in self.axes)
-                and self.durations[j] == self.durations[i]
-            ):
-                j += 1
-            points.append(self.point(i, j))
-            i = j
-        return points
+        same = self.durations[s + 1 : e] == self.durations[s : e - 1]
+        for a in self.axes:
+            same &= mid[a][s + 1 : e] == mid[a][s : e - 1]
+        firsts = [s, *(np.flatnonzero(~same) + s + 1).tolist(), e]
+        return [self.point(i, j) for i, j in pairwise(firsts)]
 
     def _fly_runs(self, s: int, e: int, axis: Any) -> list[Segment]:
         """Frames ``s..e-1`` on which only ``axis`` moves, as lines of constant
-        velocity (cut where the width, direction or duration changes)."""
+        velocity: a line goes on while each frame starts where the one before
+        ended, with the width and duration of the line's first frame (to
+        :data:`_RTOL`). Vectorised: a loop per line, not per frame."""
         lower, upper, durations = self.lower[axis], self.upper[axis], self.durations
-        width = upper[s:e] - lower[s:e]
+        width = upper - lower
+        # Where a frame does not start where the one before ended.
+        apart = np.flatnonzero(lower[s + 1 : e] != upper[s : e - 1]) + s + 1
         runs: list[Segment] = []
-        i = s
-        while i < e:
-            j = i + 1
-            while (
-                j < e
-                and np.isclose(width[j - s], width[i - s], rtol=_RTOL, atol=0)
-                and np.isclose(durations[j], durations[i], rtol=_RTOL, atol=0)
-                and lower[j] == upper[j - 1]
-            ):
-                j += 1
-            if width[i - s] == 0:  # a frame standing still within a flown segment
-                runs.append(self.point(i, j))
-            else:
-                runs.append(
-                    FlyLine(
-                        first=i,
-                        num=j - i,
-                        axis=axis,
-                        start=float(lower[i]),
-                        end=float(upper[j - 1]),
-                        duration=float(durations[i]),
-                        fixed={
-                            a: float(self.mid[a][i]) for a in self.axes if a is not axis
-                        },
-                    )
-                )
-            i = j
+        for first, stop in pairwise([s, *apart.tolist(), e]):
+            i = first
+            while i < stop:
+                j = _end_of_run(width, durations, i, stop)
+                runs.append(self._run(i, j, axis, width[i]))
+                i = j
         return runs
+
+    def _run(self, i: int, j: int, axis: Any, width: float) -> Segment:
+        """Frames ``i..j-1`` of one velocity: a line (a point if standing)."""
+        if width == 0:  # frames standing still within a flown segment
+            return self.point(i, j)
+        return FlyLine(
+            first=i,
+            num=j - i,
+            axis=axis,
+            start=float(self.lower[axis][i]),
+            end=float(self.upper[axis][j - 1]),
+            duration=float(self.durations[i]),
+            fixed={a: float(self.mid[a][i]) for a in self.axes if a is not axis},
+        )
+
+
+def _end_of_run(width: np.ndarray, durations: np.ndarray, i: int, stop: int) -> int:
+    """The first frame from ``i`` (before ``stop``) whose width or duration is
+    not frame ``i``'s to :data:`_RTOL`, else ``stop``. Looked for in windows
+    that double, so a path of one-frame lines costs no more than a long
+    line."""
+    k, window = i + 1, 64
+    while k < stop:
+        end = min(k + window, stop)
+        off = ~(
+            np.isclose(width[k:end], width[i], rtol=_RTOL, atol=0)
+            & np.isclose(durations[k:end], durations[i], rtol=_RTOL, atol=0)
+        )
+        if off.any():
+            return k + int(np.argmax(off))
+        k, window = end, window * 2
+    return stop

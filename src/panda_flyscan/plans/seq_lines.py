@@ -52,7 +52,14 @@ from .seq_program import (
     _pos_inputs,
 )
 
-__all__ = ["LINE_WORDS", "StreamedProgram", "encode_lines", "streamed_program"]
+__all__ = [
+    "LINE_WORDS",
+    "TABLE_LINE_MODULO",
+    "AwaitedTrigger",
+    "StreamedProgram",
+    "encode_lines",
+    "streamed_program",
+]
 
 #: 32-bit words per SEQ table line.
 LINE_WORDS = 4
@@ -60,6 +67,13 @@ LINE_WORDS = 4
 _TRIGGER_CODE = {t: i for i, t in enumerate(SeqTrigger)}
 #: Lines per chunk :meth:`StreamedProgram.chunks` yields by default.
 CHUNK_LINES = 1024
+#: ``SEQ.TABLE_LINE`` is a 19-bit count (from 1) that, for a streamed table,
+#: goes on across buffers and wraps.
+TABLE_LINE_MODULO = 1 << 19
+#: SEQ states in which it waits for its line's trigger (seq.block.ini).
+WAIT_TRIGGER = "WAIT_TRIGGER"
+#: ... and in which it is running a line's phases.
+_PHASES = ("PHASE1", "PHASE2")
 
 
 def encode_lines(
@@ -88,6 +102,31 @@ def encode_lines(
     words[:, 2] = time1
     words[:, 3] = time2
     return words
+
+
+#: How far behind the motor's readback may be (s): a motor record polls its
+#: controller every 50-100 ms.
+READBACK_LAG = 0.1
+
+
+@dataclass(frozen=True)
+class AwaitedTrigger:
+    """A frame the SEQ waits for the encoder to reach (its gate passed)."""
+
+    axis: Any
+    #: The frame (from 0 in the path).
+    frame: int
+    #: Where it triggers (user units), and the direction of flight (+1/-1).
+    position: float
+    direction: int
+    #: How far short of it the axis' readback must be for a stop now to
+    #: leave it short (user units): deceleration at the line's velocity,
+    #: the readback's lag, and a frame's width of margin.
+    stopping: float
+
+    def stoppable(self, readback: float) -> bool:
+        """Whether the axis, read at ``readback``, stops short of the frame."""
+        return (self.position - readback) * self.direction > self.stopping
 
 
 @dataclass(frozen=True)
@@ -129,6 +168,14 @@ class StreamedProgram:
     def _motions(self) -> dict[int, LineMotion]:
         return {m.line.first: m for m in self.motions}
 
+    @cached_property
+    def _first_lines(self) -> np.ndarray:
+        return np.array([s.first_line for s in self.spans])
+
+    def _span_index(self, line: int) -> int:
+        """The segment whose lines hold ``line`` (the first for a line before)."""
+        return max(int(np.searchsorted(self._first_lines, line, "right")) - 1, 0)
+
     def exposure(self, duration: float) -> float:
         """Seconds OUTA is high in a frame of ``duration`` seconds."""
         return self.phases[duration][0] * self.prescale_ticks * TICK
@@ -136,13 +183,74 @@ class StreamedProgram:
     def frames_before_line(self, line: int) -> int:
         """Frames completed when the SEQ waits at table line ``line`` (from
         0) of a flown line's gate or frame line, or a point's first line."""
-        index = int(np.searchsorted([s.first_line for s in self.spans], line, "right"))
-        segment = self.path.segments[max(index - 1, 0)]
-        span = self.spans[max(index - 1, 0)]
+        index = self._span_index(line)
+        segment, span = self.path.segments[index], self.spans[index]
         if isinstance(segment, Point):
             return segment.first
         done = max(line - span.first_line - 1, 0) // 2
         return segment.first + min(done, segment.num)
+
+    def line_of(self, table_line: int, segment: int) -> int:
+        """The line (from 0) of the whole table that the SEQ's ``TABLE_LINE``
+        readback (from 1, wrapping at :data:`TABLE_LINE_MODULO`) names, the SEQ
+        being at or near segment ``segment`` (the one the plan is driving:
+        the SEQ may be a little behind or ahead of it)."""
+        near = self.spans[segment].first_line
+        ahead = (table_line - 1 - near) % TABLE_LINE_MODULO
+        if ahead > TABLE_LINE_MODULO // 2:
+            ahead -= TABLE_LINE_MODULO
+        return near + ahead
+
+    def between_frames(self, state: str, line: int) -> bool:
+        """Whether a SEQ in ``state`` at table line ``line`` (from 0) will
+        fire no frame before BITS.A rises again, or before the next flown
+        line's run-up: it waits at a flown frame's gate line, at a line's
+        guard line or in a point, or it is not running at all. Not so while
+        it runs a line's phases (a frame's exposure or the rest of it), nor
+        while it waits at a frame line (its gate passed: the frame fires
+        when the encoder gets there)."""
+        if state in _PHASES:
+            return False
+        if state != WAIT_TRIGGER or not 0 <= line < self.lines:
+            return True
+        index = self._span_index(line)
+        if isinstance(self.path.segments[index], Point):
+            return True
+        span = self.spans[index]
+        offset = line - span.first_line
+        return offset == 0 or offset % 2 == 1
+
+    def awaited_trigger(self, state: str, line: int) -> AwaitedTrigger | None:
+        """The frame a SEQ in ``state`` at table line ``line`` waits for the
+        encoder to reach, its gate passed (None where it waits for no
+        position: between frames, in a frame's phases)."""
+        if state != WAIT_TRIGGER or not 0 <= line < self.lines:
+            return None
+        index = self._span_index(line)
+        segment, offset = self.path.segments[index], line - self.spans[index].first_line
+        if isinstance(segment, Point) or offset == 0 or offset % 2 == 1:
+            return None
+        motion = self._motions[segment.first]
+        frame = (offset - 2) // 2
+        return AwaitedTrigger(
+            axis=segment.axis,
+            frame=segment.first + frame,
+            position=float(self._trigger_at(segment, np.array([frame]))[0]),
+            direction=segment.direction,
+            stopping=abs(motion.velocity)
+            * (self.facts[segment.axis].acceleration_time / 2 + READBACK_LAG)
+            + abs(segment.end - segment.start) / segment.num,
+        )
+
+    def _trigger_at(self, line: FlyLine, frames: np.ndarray) -> np.ndarray:
+        """Where (user units) the frame lines of ``frames`` (from 0 in
+        ``line``) trigger: the frame's start, plus half the dead time's
+        travel so the exposure is centred on the frame."""
+        _live, dead = self.phases[line.duration]
+        velocity = self._motions[line.first].velocity
+        half_dead = dead * self.prescale_ticks * TICK / 2 * velocity
+        step = (line.end - line.start) / line.num
+        return line.start + step * frames + line.direction * half_dead
 
     def chunks(self, chunk_lines: int = CHUNK_LINES) -> Iterator[np.ndarray]:
         """The table, in ``(n, 4)`` uint32 chunks of about ``chunk_lines``
@@ -197,8 +305,6 @@ class StreamedProgram:
             np.zeros(1),
             np.ones(1),
         )
-        step = (line.end - line.start) / line.num
-        half_dead = dead * self.prescale_ticks * TICK / 2 * motion.velocity
         # The rest of the frame, less a margin, so that the next gate and
         # frame lines wait for the encoder rather than fire late.
         rest = max(1, dead - 1 - max(1, dead // 4))
@@ -206,7 +312,7 @@ class StreamedProgram:
         per = max(chunk // 2, 1)
         for first in range(0, line.num, per):
             k = np.arange(first, min(first + per, line.num), dtype=np.float64)
-            at = line.start + step * k + line.direction * half_dead
+            at = self._trigger_at(line, k)
             # As seq_program: the encoder reads floor(counts), so aim half a
             # count on; POSx<=P fires as the position passes P + 1.
             aim = np.round((at - f.offset) / f.scale + 0.5).astype(np.int64)

@@ -9,6 +9,7 @@ stay armed, so lines follow each other at the motors' own turnaround.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -45,6 +46,8 @@ from .seq_program import AxisFacts, LineMotion, SeqProgram, seq_program
 from .triggering import detector_trigger_info
 
 __all__ = ["SpecScanArguments", "spec_scan"]
+
+_LOG = logging.getLogger(__name__)
 
 
 class SpecScanArguments(PlanArguments):
@@ -234,7 +237,11 @@ def spec_scan(
         panda,
         handshake,
         facts,
-        pauser=_Pauser(handshake, list(motors)) if streamed else None,
+        pauser=(
+            _Pauser(handshake, list(motors), control, seq, program)
+            if isinstance(program, StreamedProgram) and control is not None
+            else None
+        ),
     )
     return (
         yield from fly_run(
@@ -506,6 +513,7 @@ class _Driver:
         for index, segment in enumerate(segments):
             group = f"spec-segment-{index}"
             if self.pauser is not None:
+                self.pauser.segment = index
                 # Rows so far to Tiled, then the checkpoint (FlyRun.resumable).
                 yield from flush()
                 yield from bps.checkpoint()
@@ -616,20 +624,31 @@ class _Driver:
 _ACCL_BOUND = 30.0
 #: "No timeout" for a scan that may be paused for hours (ten days).
 _NO_TIMEOUT = 864_000.0
+#: Between two reads of the SEQ's state while pausing (s).
+_POLL = 0.002
 
 
 class _Pauser:
     """What a pausable spec_scan does when the RunEngine pauses: BITS.A low
-    first (the SEQ finishes the frame in progress and waits at the next gate
-    line), then the motors stopped (they decelerate with no trigger). Resuming
-    needs nothing here: the RunEngine replays the segment from its
-    checkpoint, which runs the motors up again and raises BITS.A."""
+    first, then, once the SEQ is between frames (the frame in progress, and
+    one whose gate had already opened, fired at speed), the motors stopped
+    (they decelerate with no trigger). Resuming needs nothing here: the
+    RunEngine replays the segment from its checkpoint, which runs the motors
+    up again and raises BITS.A."""
 
     parent = None
 
-    def __init__(self, handshake: Any, motors: Sequence[Any]) -> None:
+    def __init__(
+        self,
+        handshake: Any,
+        motors: Sequence[Any],
+        control: PandaControl,
+        seq: str,
+        program: StreamedProgram,
+    ) -> None:
         self.name = "spec-scan-pauser"
         self._handshake, self._motors = handshake, list(motors)
+        self._control, self._seq, self._program = control, seq, program
         #: Host times of each pause and resume (for the run's metadata).
         self.pauses: list[float] = []
         self.resumes: list[float] = []
@@ -637,8 +656,17 @@ class _Pauser:
         #: that (arming, kickoff) cannot be replayed.
         self.flying = False
         self._early = False
-        #: Segments of the path (set by the driver).
+        #: Segments of the path, and the one being driven (set by the driver).
         self.segments = 0
+        self.segment = 0
+        #: How long the SEQ may take to get between frames: the two longest
+        #: frames (the one in progress, one whose gate is open, reached from
+        #: its stopping distance), and margin.
+        self._patience = (
+            2 * float(np.max(program.path.durations))
+            + max((f.acceleration_time for f in program.facts.values()), default=0)
+            + 1.0
+        )
 
     def trigger(self) -> AsyncStatus:
         async def nothing() -> None:
@@ -652,8 +680,43 @@ class _Pauser:
             self._early = True
             return
         await self._handshake.set(0)
+        await self._between_frames()
         await asyncio.gather(
             *(m.stop(success=True) for m in self._motors), return_exceptions=True
+        )
+
+    async def _between_frames(self) -> None:
+        """Until stopping the motors fires no frame while they decelerate
+        (polled: the PandA announces nothing): the SEQ is between frames, or
+        it waits for a frame the flown axis is too far from to reach as it
+        stops. At most :attr:`_patience` (then say so, and stop)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._patience
+        state = line = "?"
+        program = self._program
+        while loop.time() < deadline:
+            # TABLE_LINE before and after STATE: the same line, or read again.
+            line, state, again = [
+                await self._control.get(f"{self._seq}.{field}")
+                for field in ("TABLE_LINE", "STATE", "TABLE_LINE")
+            ]
+            if line == again:
+                at = program.line_of(int(line), self.segment)
+                if program.between_frames(state, at):
+                    return
+                awaited = program.awaited_trigger(state, at)
+                if awaited is not None and awaited.stoppable(
+                    await awaited.axis.user_readback.get_value()
+                ):
+                    return
+            await asyncio.sleep(_POLL)
+        _LOG.warning(
+            "pausing: %s still %s at table line %s after %.1f s; the motors are "
+            "stopped now (a frame fired while they decelerate is off its place)",
+            self._seq,
+            state,
+            line,
+            self._patience,
         )
 
     def summary(self) -> str:
