@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+import tracemalloc
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
 import pytest
 from ophyd_async.fastcs.panda import SeqTrigger
-from scanspec.specs import Concat, Fly, Line, Spiral, Static
+from scanspec.core import Path
+from scanspec.specs import Concat, Fly, Line, Spiral, Static, Zip
 
 from panda_flyscan.plans import PlanArgumentError
-from panda_flyscan.plans.scan_path import FlyLine, Point, _Frames, scan_path
+from panda_flyscan.plans.scan_path import FlyLine, Point, _Chunk, _Cutter, scan_path
 from panda_flyscan.plans.seq_program import AxisFacts, rows_needed, seq_program
 
 TICK = 8e-9
@@ -50,7 +53,9 @@ def test_snake_grid_is_one_line_per_row_alternating() -> None:
         -0.05
     )
     assert lines[0].velocity == pytest.approx(0.1 / 0.01)
-    np.testing.assert_allclose(path.midpoints["x"][11:22], np.linspace(1, 0, 11))
+    assert path.ranges == {"y": (0.0, 1.0), "x": (0.0, 1.0)}
+    assert path.duration == pytest.approx(0.33)
+    assert path.shortest == path.longest == 0.01
 
 
 def test_outer_step_over_inner_fly_keeps_the_stepped_axis_fixed_per_line() -> None:
@@ -62,13 +67,15 @@ def test_outer_step_over_inner_fly_keeps_the_stepped_axis_fixed_per_line() -> No
 
 
 def test_spiral_and_step_specs_run_point_by_point() -> None:
-    spiral = scan_path(Fly(0.01 @ Spiral("x", 0, 1, 0.3, "y", 0, 1)))
+    spec = Fly(0.01 @ Spiral("x", 0, 1, 0.3, "y", 0, 1))
+    spiral = scan_path(spec)
+    midpoints = Path(spec.calculate()).consume().midpoints
     assert spiral.segments and all(isinstance(s, Point) for s in spiral.segments)
     assert [s.first for s in spiral.segments] == list(range(spiral.frames))
     for p in spiral.points:
         assert p.positions == {
-            "x": spiral.midpoints["x"][p.first],
-            "y": spiral.midpoints["y"][p.first],
+            "x": midpoints["x"][p.first],
+            "y": midpoints["y"][p.first],
         }
     step = scan_path(0.1 @ Line("x", 0, 1, 3))
     assert [(type(s), s.num) for s in step.segments] == [(Point, 1)] * 3
@@ -115,11 +122,72 @@ def test_lines_cut_as_the_frame_by_frame_reference(seed: int) -> None:
     durations[rng.choice(n, 10)] = 0.02
     upper = np.cumsum(widths)
     lower = np.concatenate([[0.0], upper[:-1]])  # each frame where the last ended
-    cutter = _Frames(["x"], {"x": lower}, {"x": upper}, {"x": lower}, durations)
-    segments = cutter.cut(0, n)
+    # Fed in uneven chunks: a line goes on across a chunk's end.
+    cutter = _Cutter(["x"], {0: ["x"]})
+    for first, stop in pairwise([0, 1, 700, 701, 1500, 2999, n]):
+        part = slice(first, stop)
+        gap = np.zeros(stop - first, np.bool_)
+        gap[0] = first == 0
+        cutter.add(
+            _Chunk(
+                first=first,
+                lower={"x": lower[part]},
+                upper={"x": upper[part]},
+                mid={"x": lower[part]},
+                durations=durations[part],
+                gap=gap,
+            )
+        )
+    segments = cutter.finish()
     assert all(isinstance(s, FlyLine) for s in segments)
     assert [s.first for s in segments] == _greedy_runs(widths, durations)
     assert sum(s.num for s in segments) == n
+
+
+SPECS: dict[str, Any] = {
+    "grid": Fly(0.01 @ (Line("y", 0, 1, 5) * Line("x", 0, 1, 7))),
+    "snake": Fly(0.01 @ (Line("y", 0, 1, 5) * ~Line("x", 0, 1, 7))),
+    "spiral": Fly(0.01 @ Spiral("x", 0, 2, 0.1, "y", 0, 2)),
+    "concat": Fly(0.01 @ Concat(Line("x", 0, 1, 10), Line("x", 1, 2, 5))),
+    "durations": Fly(Concat(0.01 @ Line("x", 0, 1, 10), 0.02 @ Line("x", 1, 2, 10))),
+    "static": Fly(0.01 @ (Line("y", 0, 1, 3) * Static("x", 1.0, 4))),
+    "zip": Fly(0.01 @ Zip(Line("x", 0, 1, 10), Line("y", 0, 2, 10))),
+    "outer": Line("z", 0, 1, 3) * Fly(0.01 @ ~Line("x", 0, 1, 10)),
+    "steps": 0.01 @ (Line("y", 0, 1, 3) * Line("x", 0, 1, 4)),
+}
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_the_cut_does_not_depend_on_the_chunks_read(name: str) -> None:
+    """Read one frame at a time, or a few, the segments are those of the
+    whole path read at once."""
+    whole = scan_path(SPECS[name], chunk_frames=1_000_000)
+    for chunk in (1, 2, 3, 7):
+        path = scan_path(SPECS[name], chunk_frames=chunk)
+        assert path.segments == whole.segments, chunk
+        assert (path.frames, path.ranges, path.duration) == (
+            whole.frames,
+            whole.ranges,
+            pytest.approx(whole.duration),
+        )
+
+
+def test_memory_does_not_grow_with_the_frames() -> None:
+    """The path is read in chunks: cutting 2e6 frames takes no more memory
+    at its peak than cutting 5e5 (and less than one float64 per frame)."""
+    peaks = []
+    for lines in (50, 200):
+        tracemalloc.start()
+        try:
+            path = scan_path(
+                Fly(1e-4 @ (Line("y", 0, 1, lines) * ~Line("x", 0, 20, 10_000)))
+            )
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+        assert len(path.lines) == lines
+    assert peaks[1] <= 1.1 * peaks[0], peaks
+    assert peaks[1] < 8 * 2_000_000, peaks
 
 
 def test_a_spec_without_a_duration_is_refused() -> None:

@@ -22,7 +22,8 @@ into several lines, each with its own run-up.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+import math
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -85,23 +86,24 @@ Segment = FlyLine | Point
 @dataclass(frozen=True)
 class ScanPath:
     """A spec's frames, in order, as segments; plus what a consumer needs to
-    put them back on the spec's grid."""
+    put them back on the spec's grid. Holds no per-frame array: its size
+    follows the number of segments, not of frames."""
 
     spec: Spec[Any]
     #: Axes, slowest to fastest (the spec's order).
     axes: list[Any]
     segments: list[Segment]
-    #: Frame midpoints per axis, in scan order.
-    midpoints: dict[Any, np.ndarray]
-    durations: np.ndarray
+    frames: int
+    #: Per axis, the lowest and highest frame midpoint.
+    ranges: dict[Any, tuple[float, float]]
+    #: The shortest and the longest frame (s), and all frames together.
+    shortest: float
+    longest: float
+    duration: float
     #: The spec's dimensions' lengths, slowest first (``Spec.shape()``).
     shape: tuple[int, ...]
     #: Whether each dimension of :attr:`shape` is snaked.
     snaking: tuple[bool, ...]
-
-    @property
-    def frames(self) -> int:
-        return len(self.durations)
 
     @property
     def lines(self) -> list[FlyLine]:
@@ -121,11 +123,18 @@ class ScanPath:
         return seen
 
 
-def scan_path(spec: Spec[Any]) -> ScanPath:
+#: Frames read from scanspec at a time: scan_path's memory follows this, not
+#: the length of the path.
+CHUNK_FRAMES = 65_536
+
+
+def scan_path(spec: Spec[Any], *, chunk_frames: int = CHUNK_FRAMES) -> ScanPath:
     """Cut ``spec``'s frames into :class:`FlyLine` and :class:`Point` segments.
 
-    Raises :class:`PlanArgumentError` if the spec has no frames or no duration
-    (``Fly(0.01 @ spec)`` gives every frame 10 ms).
+    The frames are read from scanspec ``chunk_frames`` at a time, twice: once
+    to check them and find which axes move between each two gaps, once to
+    cut them. Raises :class:`PlanArgumentError` if the spec has no frames or
+    no duration (``Fly(0.01 @ spec)`` gives every frame 10 ms).
     """
     if not isinstance(spec, Spec):
         raise PlanArgumentError(
@@ -136,127 +145,297 @@ def scan_path(spec: Spec[Any]) -> ScanPath:
         dims = spec.calculate()
     except Exception as err:  # scanspec's own checks, e.g. a bad Zip
         raise PlanArgumentError(f"scanspec cannot calculate {spec!r}: {err}") from err
-    frames = Path(dims).consume()
-    if len(frames) == 0:
-        raise PlanArgumentError(f"{spec!r} has no frames")
-    if frames.duration is None:
-        raise PlanArgumentError(
-            "the spec gives no time per frame: write it with a duration, e.g. "
-            "Fly(0.01 @ spec) for 10 ms frames (the PandA times every frame)"
-        )
-    durations = np.asarray(frames.duration, dtype=np.float64)
-    if not np.all(np.isfinite(durations)) or np.any(durations <= 0):
-        raise PlanArgumentError(
-            f"frame durations must be positive and finite, got {durations.min()!r}"
-        )
-    axes = list(frames.axes())
-    if not axes:
-        raise PlanArgumentError(
-            "the spec moves no axis: use time_scan to take frames in one place"
-        )
-    lower = {a: np.asarray(frames.lower[a], dtype=np.float64) for a in axes}
-    upper = {a: np.asarray(frames.upper[a], dtype=np.float64) for a in axes}
-    mid = {a: np.asarray(frames.midpoints[a], dtype=np.float64) for a in axes}
-    gap = np.asarray(frames.gap, dtype=np.bool_).copy()
-    gap[0] = True
-    starts = np.flatnonzero(gap)
-    ends = np.append(starts[1:], len(gap))
-    cutter = _Frames(axes, lower, upper, mid, durations)
-    segments: list[Segment] = []
-    for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-        segments.extend(cutter.cut(s, e))
+    survey = _Survey()
+    for chunk in _chunks(dims, chunk_frames):
+        survey.add(chunk)
+    survey.check(spec)
+    cutter = _Cutter(survey.axes, survey.moving)
+    for chunk in _chunks(dims, chunk_frames):
+        cutter.add(chunk)
     return ScanPath(
         spec=spec,
-        axes=axes,
-        segments=segments,
-        midpoints=mid,
-        durations=durations,
+        axes=survey.axes,
+        segments=cutter.finish(),
+        frames=survey.frames,
+        ranges={a: (lo, hi) for a, (lo, hi) in survey.ranges.items()},
+        shortest=survey.shortest,
+        longest=survey.longest,
+        duration=survey.duration,
         shape=tuple(len(d) for d in dims),
         snaking=tuple(isinstance(d, SnakedDimension) for d in dims),
     )
 
 
 @dataclass(frozen=True)
-class _Frames:
-    """The path's frames as arrays, per axis, with the cutting helpers."""
+class _Chunk:
+    """Frames ``first .. first + len - 1`` of the path, as arrays."""
 
-    axes: Sequence[Any]
+    first: int
     lower: dict[Any, np.ndarray]
     upper: dict[Any, np.ndarray]
     mid: dict[Any, np.ndarray]
-    durations: np.ndarray
+    durations: np.ndarray | None
+    #: True where a frame does not follow on from the one before (the path's
+    #: first frame included).
+    gap: np.ndarray
 
-    def point(self, i: int, j: int) -> Point:
-        """Frames ``i..j-1``, standing still at frame ``i``'s midpoints."""
-        return Point(
-            first=i,
-            num=j - i,
-            positions={a: float(self.mid[a][i]) for a in self.axes},
-            duration=float(self.durations[i]),
+    def __len__(self) -> int:
+        return len(self.gap)
+
+
+def _chunks(dims: list[Any], size: int) -> Iterator[_Chunk]:
+    path = Path(dims)
+    first = 0
+    while len(path):
+        frames = path.consume(size)
+        axes = list(frames.axes())
+        gap = np.asarray(frames.gap, dtype=np.bool_).copy()
+        if first == 0:
+            gap[0] = True
+        yield _Chunk(
+            first=first,
+            lower={a: np.asarray(frames.lower[a], np.float64) for a in axes},
+            upper={a: np.asarray(frames.upper[a], np.float64) for a in axes},
+            mid={a: np.asarray(frames.midpoints[a], np.float64) for a in axes},
+            durations=None
+            if frames.duration is None
+            else np.asarray(frames.duration, np.float64),
+            gap=gap,
         )
+        first += len(gap)
 
-    def cut(self, s: int, e: int) -> list[Segment]:
-        """Frames ``s..e-1`` (no gap between them) as segments."""
-        lower, upper, mid = self.lower, self.upper, self.mid
-        moving = [
-            a
-            for a in self.axes
-            if np.any(lower[a][s:e] != upper[a][s:e]) or np.ptp(mid[a][s:e]) > 0
-        ]
-        if len(moving) == 1:
-            return self._fly_runs(s, e, moving[0])
-        # Standing still (a step dimension), or several axes at once: points,
-        # consecutive frames at the same place (and duration) merged.
-        same = self.durations[s + 1 : e] == self.durations[s : e - 1]
+
+class _Survey:
+    """The first reading: the frames' checks and sums, and, between each two
+    gaps (a *block*), which axes move."""
+
+    def __init__(self) -> None:
+        self.axes: list[Any] = []
+        self.frames = 0
+        self.shortest, self.longest, self.duration = math.inf, 0.0, 0.0
+        self.has_duration = True
+        self.ranges: dict[Any, list[float]] = {}
+        #: Per block, from its first frame: the axes that move in it.
+        self.moving: dict[int, list[Any]] = {}
+        self._block = -1
+        self._still: dict[Any, bool] = {}
+        self._span: dict[Any, list[float]] = {}
+
+    def add(self, chunk: _Chunk) -> None:
+        if not self.axes:
+            self.axes = list(chunk.mid)
+            self.ranges = {a: [math.inf, -math.inf] for a in self.axes}
+        self.frames += len(chunk)
+        if chunk.durations is None:
+            self.has_duration = False
+        else:
+            d = chunk.durations
+            if not np.all(np.isfinite(d)) or np.any(d <= 0):
+                raise PlanArgumentError(
+                    f"frame durations must be positive and finite, got {d.min()!r}"
+                )
+            self.shortest = min(self.shortest, float(d.min()))
+            self.longest = max(self.longest, float(d.max()))
+            self.duration += float(d.sum())
         for a in self.axes:
-            same &= mid[a][s + 1 : e] == mid[a][s : e - 1]
-        firsts = [s, *(np.flatnonzero(~same) + s + 1).tolist(), e]
-        return [self.point(i, j) for i, j in pairwise(firsts)]
+            r = self.ranges[a]
+            r[0] = min(r[0], float(chunk.mid[a].min()))
+            r[1] = max(r[1], float(chunk.mid[a].max()))
+        starts = np.flatnonzero(chunk.gap)
+        for i, j in pairwise([0, *starts.tolist(), len(chunk)]):
+            if i == j:
+                continue
+            if chunk.gap[i]:
+                self._close()
+                self._block = chunk.first + i
+                self._still = dict.fromkeys(self.axes, True)
+                self._span = {a: [math.inf, -math.inf] for a in self.axes}
+            for a in self.axes:
+                lower, upper, mid = (
+                    chunk.lower[a][i:j],
+                    chunk.upper[a][i:j],
+                    chunk.mid[a][i:j],
+                )
+                self._still[a] &= bool(np.all(lower == upper))
+                span = self._span[a]
+                span[0] = min(span[0], float(mid.min()))
+                span[1] = max(span[1], float(mid.max()))
 
-    def _fly_runs(self, s: int, e: int, axis: Any) -> list[Segment]:
-        """Frames ``s..e-1`` on which only ``axis`` moves, as lines of constant
-        velocity: a line goes on while each frame starts where the one before
-        ended, with the width and duration of the line's first frame (to
-        :data:`_RTOL`). Vectorised: a loop per line, not per frame."""
-        lower, upper, durations = self.lower[axis], self.upper[axis], self.durations
-        width = upper - lower
-        # Where a frame does not start where the one before ended.
-        apart = np.flatnonzero(lower[s + 1 : e] != upper[s : e - 1]) + s + 1
-        runs: list[Segment] = []
-        for first, stop in pairwise([s, *apart.tolist(), e]):
-            i = first
-            while i < stop:
-                j = _end_of_run(width, durations, i, stop)
-                runs.append(self._run(i, j, axis, width[i]))
-                i = j
-        return runs
+    def _close(self) -> None:
+        if self._block >= 0:
+            self.moving[self._block] = [
+                a
+                for a in self.axes
+                if not self._still[a] or self._span[a][1] > self._span[a][0]
+            ]
 
-    def _run(self, i: int, j: int, axis: Any, width: float) -> Segment:
-        """Frames ``i..j-1`` of one velocity: a line (a point if standing)."""
-        if width == 0:  # frames standing still within a flown segment
-            return self.point(i, j)
+    def check(self, spec: Spec[Any]) -> None:
+        """Close the last block; raise what the whole path shows wrong."""
+        self._close()
+        if self.frames == 0:
+            raise PlanArgumentError(f"{spec!r} has no frames")
+        if not self.has_duration:
+            raise PlanArgumentError(
+                "the spec gives no time per frame: write it with a duration, e.g. "
+                "Fly(0.01 @ spec) for 10 ms frames (the PandA times every frame)"
+            )
+        if not self.axes:
+            raise PlanArgumentError(
+                "the spec moves no axis: use time_scan to take frames in one place"
+            )
+
+
+@dataclass
+class _Open:
+    """The segment being cut, still open at the end of a chunk."""
+
+    first: int
+    num: int
+    #: Flown: the axis, its first frame's width, and where its last frame ends.
+    axis: Any | None
+    width: float
+    end: float
+    start: float
+    duration: float
+    #: Every axis' midpoint at the first frame.
+    positions: dict[Any, float]
+
+    def segment(self) -> Segment:
+        if self.axis is None or self.width == 0:
+            # Standing: a point (so is a standing frame within a flown block).
+            return Point(self.first, self.num, self.positions, self.duration)
         return FlyLine(
-            first=i,
-            num=j - i,
-            axis=axis,
-            start=float(self.lower[axis][i]),
-            end=float(self.upper[axis][j - 1]),
-            duration=float(self.durations[i]),
-            fixed={a: float(self.mid[a][i]) for a in self.axes if a is not axis},
+            first=self.first,
+            num=self.num,
+            axis=self.axis,
+            start=self.start,
+            end=self.end,
+            duration=self.duration,
+            fixed={a: p for a, p in self.positions.items() if a is not self.axis},
         )
 
 
-def _end_of_run(width: np.ndarray, durations: np.ndarray, i: int, stop: int) -> int:
-    """The first frame from ``i`` (before ``stop``) whose width or duration is
-    not frame ``i``'s to :data:`_RTOL`, else ``stop``. Looked for in windows
-    that double, so a path of one-frame lines costs no more than a long
-    line."""
-    k, window = i + 1, 64
+class _Cutter:
+    """The second reading: chunks in, segments out. In a block where one axis
+    moves, lines of constant velocity: a line goes on while each frame
+    starts where the one before ended, with the width and duration of the
+    line's first frame (to :data:`_RTOL`). In a block where none or several
+    move, points: consecutive frames at the same place and of the same
+    duration merged. Vectorised: a loop per segment, not per frame."""
+
+    def __init__(self, axes: Sequence[Any], moving: dict[int, list[Any]]) -> None:
+        self.axes, self.moving = list(axes), moving
+        self.segments: list[Segment] = []
+        self._open: _Open | None = None
+        self._axis: Any | None = None  # the block's flown axis, if one
+
+    def add(self, chunk: _Chunk) -> None:
+        starts = np.flatnonzero(chunk.gap)
+        for i, j in pairwise([0, *starts.tolist(), len(chunk)]):
+            if i == j:
+                continue
+            if chunk.gap[i]:
+                self._close()
+                moving = self.moving[chunk.first + i]
+                self._axis = moving[0] if len(moving) == 1 else None
+            if self._axis is None:
+                self._points(chunk, i, j)
+            else:
+                self._line(chunk, i, j, self._axis)
+
+    def finish(self) -> list[Segment]:
+        self._close()
+        return self.segments
+
+    def _close(self) -> None:
+        if self._open is not None:
+            self.segments.append(self._open.segment())
+            self._open = None
+
+    def _start(self, chunk: _Chunk, k: int, axis: Any | None) -> _Open:
+        assert chunk.durations is not None
+        lower = chunk.lower[axis][k] if axis is not None else 0.0
+        upper = chunk.upper[axis][k] if axis is not None else 0.0
+        self._close()
+        self._open = _Open(
+            first=chunk.first + k,
+            num=0,
+            axis=axis,
+            width=float(upper - lower),
+            end=float(upper),
+            start=float(lower),
+            duration=float(chunk.durations[k]),
+            positions={a: float(chunk.mid[a][k]) for a in self.axes},
+        )
+        return self._open
+
+    def _points(self, chunk: _Chunk, i: int, j: int) -> None:
+        assert chunk.durations is not None
+        d = chunk.durations[i:j]
+        # Frame k is frame k-1's place and duration (the first: the open
+        # point's, which all its frames share).
+        same = np.empty(j - i, np.bool_)
+        same[1:] = d[1:] == d[:-1]
+        same[0] = self._open is not None and d[0] == self._open.duration
+        for a in self.axes:
+            m = chunk.mid[a][i:j]
+            same[1:] &= m[1:] == m[:-1]
+            same[0] &= self._open is not None and m[0] == self._open.positions[a]
+        on = bool(same[0])  # the first frames go on with the open point
+        firsts: list[int] = np.flatnonzero(~same).tolist()
+        bounds: list[int] = [*([0] if on else []), *firsts, j - i]
+        for k, stop in pairwise(bounds):
+            run = self._open if k == 0 and on else self._start(chunk, i + k, None)
+            assert run is not None
+            run.num += stop - k
+
+    def _line(self, chunk: _Chunk, i: int, j: int, axis: Any) -> None:
+        assert chunk.durations is not None
+        lower, upper = chunk.lower[axis][i:j], chunk.upper[axis][i:j]
+        durations = chunk.durations[i:j]
+        width = upper - lower
+        before = np.empty(j - i)
+        before[1:] = upper[:-1]
+        before[0] = self._open.end if self._open is not None else np.nan
+        # Where a frame does not start where the one before ended.
+        apart = np.flatnonzero(lower != before)
+        n = j - i
+        k = 0
+        while k < n:
+            run = self._open
+            if run is None or (apart.size and apart[0] == k):
+                run = self._start(chunk, i + k, axis)
+                stop = k + 1
+            else:
+                stop = k
+            # On, to the next frame apart or unlike the run's first.
+            apart = apart[np.searchsorted(apart, stop) :]
+            end = int(apart[0]) if apart.size else n
+            stop = _end_of_run(width, durations, run.width, run.duration, stop, end)
+            run.num += stop - k
+            run.end = float(upper[stop - 1])
+            if stop < n:
+                self._close()
+            k = stop
+
+
+def _end_of_run(
+    width: np.ndarray,
+    durations: np.ndarray,
+    run_width: float,
+    run_duration: float,
+    k: int,
+    stop: int,
+) -> int:
+    """The first frame from ``k`` (before ``stop``) whose width or duration is
+    not the run's to :data:`_RTOL`, else ``stop``. Looked for in windows that
+    double, so a path of one-frame lines costs no more than a long line."""
+    window = 64
     while k < stop:
         end = min(k + window, stop)
         off = ~(
-            np.isclose(width[k:end], width[i], rtol=_RTOL, atol=0)
-            & np.isclose(durations[k:end], durations[i], rtol=_RTOL, atol=0)
+            np.isclose(width[k:end], run_width, rtol=_RTOL, atol=0)
+            & np.isclose(durations[k:end], run_duration, rtol=_RTOL, atol=0)
         )
         if off.any():
             return k + int(np.argmax(off))

@@ -152,7 +152,7 @@ def spec_scan(
     )
     capture_list = _axis_captures(capture_list, motors, inencs)
     _, capture_list = panda_defaults(panda, wiring, capture_list)
-    frame = float(path.durations.min())
+    frame = path.shortest
     live = program.exposure(frame)
     det_infos = yield from wait_for_awaitable(
         asyncio.gather(
@@ -217,7 +217,7 @@ def spec_scan(
                 seq=panda.seq[wiring.seq],
                 stream=TableStream(control, seq, program.chunks()),
                 frame_of_line=program.frames_before_line,
-                duration=float(path.durations.sum()),
+                duration=path.duration,
             ),
             StreamedSeqInfo(prescale_as_us=program.prescale_ticks * TICK * 1e6),
             name=f"{panda.name}-{seq.lower()}",
@@ -403,7 +403,7 @@ def _axis_captures(
 def _patience(path: ScanPath, facts: Mapping[Any, AxisFacts]) -> float:
     """Longest a detector may wait between frames: a turnaround or a move."""
     accl = max(f.acceleration_time for f in facts.values())
-    return float(path.durations.max()) + 2 * accl + 60.0
+    return path.longest + 2 * accl + 60.0
 
 
 def _start_metadata(
@@ -425,7 +425,7 @@ def _start_metadata(
             "spec": serialised,
             "detectors": [d.name for d in dets],
             "divisors": dict(divs),
-            "exposure": program.exposure(float(path.durations.min())),
+            "exposure": program.exposure(path.shortest),
         },
         "scanspec": serialised,
         "motors": names,
@@ -435,10 +435,7 @@ def _start_metadata(
         # bluesky's grid_scan conventions, so consumers can reshape.
         "shape": list(path.shape),
         "snaking": list(path.snaking),
-        "extents": [
-            [float(path.midpoints[a].min()), float(path.midpoints[a].max())]
-            for a in path.axes
-        ],
+        "extents": [list(path.ranges[a]) for a in path.axes],
         "hints": {"dimensions": [([n], "primary") for n in names]},
         "panda_flyscan": {
             "approach": "spec",
@@ -663,7 +660,7 @@ class _Pauser:
         #: frames (the one in progress, one whose gate is open, reached from
         #: its stopping distance), and margin.
         self._patience = (
-            2 * float(np.max(program.path.durations))
+            2 * program.path.longest
             + max((f.acceleration_time for f in program.facts.values()), default=0)
             + 1.0
         )
