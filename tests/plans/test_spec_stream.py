@@ -132,6 +132,19 @@ def test_ten_pauses_of_a_snake_with_a_detector(
     armed = threading.Event()
     RE.msg_hook = lambda msg: armed.set() if msg.command == "checkpoint" else None
     pauses = 0
+    # What a progress bar is told while the RunEngine waits: (frames, of).
+    progress: list[tuple[int, int]] = []
+
+    def frames(name: str | None = None, **update: Any) -> None:
+        if name == "frames":
+            progress.append((update["current"], update["target"]))
+
+    def watch(statuses: Any) -> None:
+        for status in statuses or ():
+            if hasattr(status, "watch"):
+                status.watch(frames)
+
+    previous_hook, RE.waiting_hook = RE.waiting_hook, watch
 
     def pause_soon() -> None:
         delay = rng.uniform(0.2, 0.7)
@@ -154,7 +167,13 @@ def test_ten_pauses_of_a_snake_with_a_detector(
                 RE.resume()
     finally:
         RE.msg_hook = None
+        RE.waiting_hook = previous_hook
     assert pauses == 10
+    # The scan's frame count, carried on across the pauses (never restarted).
+    counts = [current for current, _ in progress]
+    assert counts and {target for _, target in progress} == {1200}
+    assert counts == sorted(counts) and counts[-1] <= 1200
+    assert counts[-1] >= 1000  # the last line's bar too
     [start] = flyscan.of("start")
     [stop] = flyscan.of("stop")
     assert stop["reason"].startswith("paused 10 times, ")

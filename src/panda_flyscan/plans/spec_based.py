@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import bluesky.plan_stubs as bps
@@ -22,6 +22,9 @@ from ophyd_async.core import (
     DetectorTrigger,
     StandardDetector,
     TriggerInfo,
+    WatchableAsyncStatus,
+    WatcherUpdate,
+    observe_value,
     wait_for_value,
 )
 from ophyd_async.fastcs.panda import HDFPanda
@@ -497,14 +500,18 @@ class _Driver:
         #: Where each axis was last sent (None: unknown), and its VELO.
         self.at: dict[Any, float] = {}
         self.velo: dict[Any, float] = dict(self.normal)
+        #: When the first segment started (host time).
+        self.started: float | None = None
 
     def drive(self, flush: Any) -> MsgGenerator[None]:
         """Plan stub: every segment in order (``flush`` collects)."""
         segments = self.path.segments
+        self.started = time.time()
         if self.pauser is not None:
             # From here on each segment can be replayed (fly_run turned
             # rewinding off until now).
             self.pauser.flying = True
+            self.pauser.started = self.started
             self.pauser.segments = len(segments)
             yield Msg("rewindable", None, True)
         for index, segment in enumerate(segments):
@@ -521,6 +528,12 @@ class _Driver:
             else:
                 assert isinstance(segment, Point)
                 yield from self._point(segment, group, flush)
+
+    def _elapsed(self) -> float:
+        """Seconds flown since the first segment, pauses left out."""
+        if self.pauser is not None:
+            return self.pauser.flying_time()
+        return time.time() - self.started if self.started is not None else 0.0
 
     def restore_velocities(self) -> MsgGenerator[None]:
         """Plan stub: each axis' VELO back to what it was before the scan."""
@@ -558,17 +571,16 @@ class _Driver:
             timeout=line.time_for_move + 2 * _ACCL_BOUND,
         )
         self.at[axis] = motion.run_down
+        # Until the line's frames are over (the progress bar shows them).
+        passed = f"{group}-passed"
+        bound = (
+            line.time_for_move + 2 * _ACCL_BOUND if self.pauser is None else _NO_TIMEOUT
+        )
+        watch = _LineDone(self.panda, line, bound, self.path, self._elapsed)
+        yield from bps.trigger(watch, group=passed)
+        yield from _wait_flushing(passed, flush)
         ahead = self._steps_of(following, skip=axis)
         if ahead:
-            passed = f"{group}-passed"
-            bound = (
-                line.time_for_move + 2 * _ACCL_BOUND
-                if self.pauser is None
-                else _NO_TIMEOUT
-            )
-            watch = _LineDone(self.panda, line, bound)
-            yield from bps.trigger(watch, group=passed)
-            yield from _wait_flushing(passed, flush)
             # In the next segment's group: it waits for them, and this axis'
             # repositioning overlaps their moves.
             index = self.path.segments.index(following)
@@ -652,6 +664,8 @@ class _Pauser:
         #: Set by the driver when the first segment starts: a pause before
         #: that (arming, kickoff) cannot be replayed.
         self.flying = False
+        #: When it started (host time).
+        self.started: float | None = None
         self._early = False
         #: Segments of the path, and the one being driven (set by the driver).
         self.segments = 0
@@ -716,6 +730,18 @@ class _Pauser:
             self._patience,
         )
 
+    def flying_time(self) -> float:
+        """Seconds since the first segment started, less those paused."""
+        if self.started is None:
+            return 0.0
+        now = time.time()
+        paused = sum(
+            (resume if resume is not None else now) - pause
+            for pause, resume in zip(self.pauses, [*self.resumes, None], strict=False)
+            if pause >= self.started
+        )
+        return now - self.started - paused
+
     def summary(self) -> str:
         """For the stop document: pauses, time paused, segments."""
         paused = sum(b - a for a, b in zip(self.pauses, self.resumes, strict=False))
@@ -740,47 +766,66 @@ class _LineDone:
     first: PCAP's row count in the IOC's file reaching the line's last frame
     (a few ms behind), or the flown motor's readback past the line's end (the
     motor record's poll behind: up to 50 ms on the simulated one, 100 ms is
-    common). Either alone suffices; both are bounded by ``timeout``."""
+    common). Either alone suffices; both are bounded by ``timeout``.
+
+    Its status is watchable: the scan's frames captured of all it plans, for
+    bluesky's progress bar (``install_progress_bar``). The count carries on
+    across pauses, and the time elapsed leaves them out."""
 
     parent = None
 
-    def __init__(self, panda: HDFPanda, line: FlyLine, timeout: float) -> None:
+    def __init__(
+        self,
+        panda: HDFPanda,
+        line: FlyLine,
+        timeout: float,
+        path: ScanPath,
+        elapsed: Callable[[], float],
+    ) -> None:
         axis: Any = line.axis
         self.name = f"{axis.name}-line-done"
         self._readback = axis.user_readback
         self._captured = panda.data.num_captured
         self._line, self._timeout = line, timeout
+        self._frames, self._duration = path.frames, path.duration
+        self._elapsed = elapsed
 
-    def trigger(self) -> AsyncStatus:
+    def trigger(self) -> WatchableAsyncStatus[int]:
+        return WatchableAsyncStatus(self._progress(), name=self.name)
+
+    async def _progress(self) -> AsyncIterator[WatcherUpdate[int]]:
         line = self._line
         rows = line.first + line.num
 
         def past(value: float) -> bool:
             return (value - line.end) * line.direction >= 0
 
-        async def either() -> None:
-            waits = [
-                asyncio.ensure_future(wait_for_value(self._readback, past, None)),
-                asyncio.ensure_future(
-                    wait_for_value(self._captured, lambda n: n >= rows, None)
-                ),
-            ]
-            try:
-                done, _ = await asyncio.wait(
-                    waits, timeout=self._timeout, return_when=asyncio.FIRST_COMPLETED
-                )
-                if not done:
-                    raise TimeoutError(
-                        f"the line at frame {line.first} did not end within "
-                        f"{self._timeout:g} s"
-                    )
-                for task in done:
-                    task.result()
-            finally:
-                for task in waits:
-                    task.cancel()
+        passed = AsyncStatus(wait_for_value(self._readback, past, None))
+        try:
+            async with asyncio.timeout(self._timeout):
+                async for captured in observe_value(self._captured, done_status=passed):
+                    yield self._update(int(captured))
+                    if captured >= rows:
+                        return
+        except TimeoutError as exc:
+            raise TimeoutError(
+                f"the line at frame {line.first} did not end within {self._timeout:g} s"
+            ) from exc
+        finally:
+            if not passed.done:
+                passed.task.cancel()
 
-        return AsyncStatus(either())
+    def _update(self, captured: int) -> WatcherUpdate[int]:
+        left = max(self._frames - captured, 0) / self._frames
+        return WatcherUpdate(
+            current=captured,
+            initial=0,
+            target=self._frames,
+            name="frames",
+            unit="frames",
+            time_elapsed=self._elapsed(),
+            time_remaining=left * self._duration,
+        )
 
 
 def _checks_only(flush: Any) -> Any:
