@@ -19,6 +19,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from bluesky import plan_stubs as bps
 from bluesky.protocols import Movable, Readable
 from bluesky.utils import MsgGenerator
 from bluesky_queueserver import parameter_annotation_decorator
@@ -27,7 +28,7 @@ from pydantic import ValidationError
 from scanspec.specs import Spec
 
 from ... import plans
-from ...devices import Beamline, FlyscanPanda
+from ...devices import Beamline, FlyscanPanda, PandaControl
 from ...plans import PlanArgumentError
 
 __all__ = ["deserialize_spec", "queue_plans"]
@@ -92,6 +93,22 @@ def _detectors(devices: Sequence[Any]) -> list[StandardDetector]:
     return list(devices)
 
 
+def _one_pass_seq(panda: FlyscanPanda) -> MsgGenerator[None]:
+    """The SEQ's REPEATS set to 1 before a streamed spec_scan (a workaround).
+
+    A streamed table that is one buffer (at most ``seq_lines.CHUNK_LINES``
+    lines: a short path, whose first ``TABLE<<|`` is also its last) is
+    loaded by the PandA as a fixed table, so REPEATS applies: at 0 (forever,
+    the simulated PandA's initial value) the SEQ starts the table again
+    after the last frame and waits for the first frame's position for ever,
+    and the scan never completes. The streamed SEQ flyer
+    (``plans._flyers.StreamedSeqFlyLogic.on_prepare``) should set it; until
+    it does, the queue's spec_scan does.
+    """
+    seq = panda.seq[panda.wiring.seq]
+    yield from bps.abs_set(seq.repeats, 1, wait=True)
+
+
 Plan = Callable[..., MsgGenerator[Any]]
 
 
@@ -129,11 +146,33 @@ def queue_plans(beamline: Beamline) -> dict[str, Plan]:
     ``spec_scan``, ``time_scan``, ``position_scan`` and ``async_scan``: the
     library's plans (:mod:`panda_flyscan.plans`) with the beamline's wiring
     and default captures; their devices by name, ``spec_scan``'s spec
-    serialised over the motors' names.
+    serialised over the motors' names. ``spec_scan`` streams its SEQ table
+    through ``beamline.control`` when there is one (pausable; its
+    ``streamed`` parameter).
     """
     motors = dict(beamline.motors)
     annotate = _device_annotations(beamline)
 
+    def _control(streamed: bool | None) -> PandaControl | None:
+        """spec_scan's ``control=`` for ``streamed`` (see its docstring)."""
+        if streamed is not None and not isinstance(streamed, bool):
+            raise PlanArgumentError(
+                f"streamed must be true, false or null, not {streamed!r}"
+            )
+        if streamed is False:
+            return None
+        if streamed and beamline.control is None:
+            raise PlanArgumentError(
+                "streamed=True needs a control connection to the PandA (port "
+                "8888), and this beamline has none: give it one "
+                "(Beamline.control = PandaControl(host); the simulated beamline "
+                "takes $PANDA_HOST), or submit the scan with streamed=False or "
+                "without streamed for one fixed table"
+            )
+        return beamline.control
+
+    # numpydoc sections: the queue server lists the summary (the first
+    # paragraph) and each parameter's description to its clients.
     @annotate("panda", "detectors")
     def spec_scan(
         panda: Readable,
@@ -142,26 +181,65 @@ def queue_plans(beamline: Beamline) -> dict[str, Plan]:
         detectors: Sequence[Readable] = (),
         divisors: dict[str, int] | None = None,
         exposure: float | None = None,
+        streamed: bool | None = None,
         md: dict[str, Any] | None = None,
     ) -> MsgGenerator[str]:
-        """Fly a scanspec path in one run (panda_flyscan.plans.spec_scan).
+        """Fly a scanspec path in one run (panda_flyscan.plans.spec_scan);
+        streamed, it can be paused (re_pause) and resumed (re_resume).
 
-        ``spec``: a serialised scanspec Spec (``Spec.serialize()``, or that
-        as a JSON string) whose axes are motor names, with a duration per
-        frame, e.g. ``Fly(0.01 @ (Line("y", 0, 1, 3) * ~Line("x", 0, 2,
-        5))).serialize()``. ``detectors``: area detector names; ``divisors``:
-        detector name -> trigger every k-th frame; ``exposure``: seconds
-        (default: half of each frame). Returns the run uid.
+        Parameters
+        ----------
+        panda
+            The PandA, by name.
+        spec
+            A serialised scanspec Spec (``Spec.serialize()``, or that as a
+            JSON string) whose axes are motor names, with a duration per
+            frame, e.g. ``Fly(0.01 @ (Line("y", 0, 1, 3) * ~Line("x", 0, 2,
+            5))).serialize()``.
+        detectors
+            Area detectors, by name.
+        divisors
+            Detector name -> trigger it every k-th frame.
+        exposure
+            Seconds (default: half of each frame).
+        streamed
+            Stream the SEQ table over the PandA's control port: a path of
+            any length, and the scan can be paused and resumed. None (the
+            default): streamed when this beamline has a control connection
+            to its PandA, else one fixed table; True: streamed, and an error
+            before anything is armed if the beamline has none; False: one
+            fixed table (at most 4096 lines). A streamed scan pauses at a
+            frame boundary on the RE Manager's ``re_pause`` (``immediate``:
+            at once, mid-line; ``deferred``: at the next line or point), and
+            ``re_resume`` carries on from the first frame not taken: the run
+            has every planned frame once, and its stop document's ``reason``
+            says how often it was paused (``paused 1 times, ...``).
+            ``re_stop`` or ``re_abort`` while paused close the run with the
+            frames taken so far (exit status ``success`` or ``abort``). A
+            fixed-table scan has nothing to resume from: an immediate pause
+            aborts it.
+        md
+            Metadata for the start document.
+
+        Returns
+        -------
+        str
+            The run uid.
         """
+        control = _control(streamed)
         path = deserialize_spec(spec, motors)
+        flyscan_panda, dets = _panda(panda), _detectors(detectors)
+        if control is not None:
+            yield from _one_pass_seq(flyscan_panda)
         return (
             yield from plans.spec_scan(
-                _panda(panda),
+                flyscan_panda,
                 path,
-                detectors=_detectors(detectors),
+                detectors=dets,
                 divisors=divisors,
                 exposure=exposure,
                 md=md,
+                control=control,
             )
         )
 
