@@ -119,6 +119,25 @@ def test_rows_received_but_not_written_mean_a_dead_writer() -> None:
     )
 
 
+def test_rows_pending_after_a_long_quiet_spell_are_not_a_dead_writer() -> None:
+    """A pause (or a gap in the triggers) of 8 s, then rows received a
+    moment before they are written: the writer is judged from when they
+    were first seen waiting, not from its last write before the pause."""
+    j = judge()
+    j.kicked_off(0.0)
+    quiet = [healthy(0.5 * i, 40) for i in range(17)]  # 0 .. 8 s, all written
+    assert first_fault(j, quiet) is None
+    # Resumed: 3 rows in, not yet written; written 0.5 s later.
+    assert j.observe(Sample(8.5, received=43, captured=40)) is None
+    assert j.observe(Sample(9.0, received=50, captured=43)) is None
+    # Still the same rows waiting 3 s on, with no write: a dead writer.
+    fault = first_fault(
+        j, [Sample(9.0 + 0.5 * i, received=50, captured=43) for i in range(1, 8)]
+    )
+    assert isinstance(fault, WriterFailed)
+    assert "7 received rows wait" in str(fault)
+
+
 @pytest.mark.parametrize(
     ("motor", "words"),
     [

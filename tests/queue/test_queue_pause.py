@@ -226,26 +226,7 @@ def _submit_and_pause(queue: PauseEnv, option: str) -> Paused:
     return Paused(open_run["uid"], rows_at_pause, to_paused)
 
 
-#: A deferred pause lands on the checkpoint between two lines, where the
-#: pauser waits out its patience (1.1 s; "pausing: SEQ1 still WAIT_TRIGGER"
-#: in the worker's log) before it stops the motors, so this pause lasts over
-#: 3 s after the last row written. The health watch counts that time: when
-#: the resumed line's first rows are received but not yet written (the IOC
-#: writes in batches), NUM_CAPTURED "unchanged for 3 s" reads as a dead
-#: writer (WriterFailed; health.WRITER_STALL_AFTER), in 1 of 10 runs here.
-#: A bug of panda_flyscan.plans (health watch, spec_based._Pauser), not of
-#: the queue (immediate pauses held 8 s have not met it here).
-DEFERRED = pytest.param(
-    "deferred",
-    marks=pytest.mark.xfail(
-        reason="the health watch's writer-stall check counts the time paused: "
-        "WriterFailed now and then right after resuming",
-        strict=False,
-    ),
-)
-
-
-@pytest.mark.parametrize("option", ["immediate", DEFERRED])
+@pytest.mark.parametrize("option", ["immediate", "deferred"])
 def test_streamed_spec_scan_paused_and_resumed_through_the_queue(
     queue: PauseEnv, option: str
 ) -> None:
@@ -317,9 +298,8 @@ def test_a_short_streamed_path_completes_whatever_seq_repeats_was(
     queue: PauseEnv,
 ) -> None:
     """18 frames: the whole streamed table is one buffer, which the PandA
-    loads as a fixed table, REPEATS applying (0: for ever). The queue's
-    spec_scan sets it to 1 first (the workaround in app.queue.plans), so the
-    scan ends."""
+    loads as a fixed table, REPEATS applying (0: for ever). The streamed SEQ
+    flyer sets it to 1 when it prepares, so the scan ends."""
     api = queue.api
     ctx = Context("pva")
     try:

@@ -47,9 +47,10 @@ log = logging.getLogger(__name__)
 _UNDERRUN = "DMA underrun"
 #: Lines the firmware's table ring holds (the driver queues buffers beyond).
 RING_LINES = 4096
-#: Lines kept queued by default: four rings' worth, 0.8 s of 10 kHz frames
-#: (two lines a frame), so a busy host's hiccup does not starve the SEQ.
-LOW_WATER = 4 * RING_LINES
+#: Lines kept queued by default: eight rings' worth, 1.6 s of 10 kHz frames
+#: (two lines a frame), so a busy host's hiccup does not starve the SEQ (four
+#: rings ran dry on this project's two loaded CI cores).
+LOW_WATER = 8 * RING_LINES
 
 
 class TableStreamError(RuntimeError):

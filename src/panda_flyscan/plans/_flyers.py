@@ -179,6 +179,10 @@ class StreamedSeqFlyLogic(FlyableLogic[StreamedSeqInfo, None]):
         await asyncio.gather(
             self.seq.prescale_units.set(PandaTimeUnits.US),
             self.seq.enable.set(PandaBitMux.ZERO),
+            # Once: a table that is one buffer (its first TABLE<<| is its
+            # last) is loaded as a fixed one, so REPEATS applies, and at 0
+            # the SEQ would run it again for ever.
+            self.seq.repeats.set(1),
         )
         await self.seq.prescale.set(value.prescale_as_us)
         await self._named(self.stream.preload())

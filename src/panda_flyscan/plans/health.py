@@ -196,6 +196,8 @@ class HealthJudge:
     _last_captured: int | None = field(default=None, init=False)
     _captured: _Since = field(default_factory=_Since, init=False)
     _received: _Since = field(default_factory=_Since, init=False)
+    #: Since when rows have been received and not written (None: none wait).
+    _pending_since: float | None = field(default=None, init=False)
     _detectors: dict[str, _Since] = field(default_factory=dict, init=False)
     _readbacks: dict[str, _Since] = field(default_factory=dict, init=False)
 
@@ -321,10 +323,19 @@ class HealthJudge:
                 f"{status!r}. The rows written before ({self._rows_so_far()}) are "
                 "kept. See the IOC's log for the cause, then run the scan again",
             )
-        stuck = self._captured.update(s.captured, s.t)
+        self._captured.update(s.captured, s.t)
         self._received.update(s.received, s.t)
         pending = (s.received or 0) - (s.captured or 0)
-        if s.received is not None and pending > 0 and stuck >= WRITER_STALL_AFTER:
+        # Stuck: rows waiting, and none written since they were first seen
+        # waiting (not since the last write: after a pause, or any pause in
+        # the triggers, the first rows of the next burst would count it).
+        if pending <= 0 or s.received is None:
+            self._pending_since = None
+            return None
+        if self._pending_since is None:
+            self._pending_since = s.t
+        stuck = s.t - max(self._pending_since, self._captured.t)
+        if stuck >= WRITER_STALL_AFTER:
             return WriterFailed(
                 f"{self.ioc} HDF5 writer",
                 f"the PandA IOC's HDF5 writer has written no row for {stuck:.1f} s "

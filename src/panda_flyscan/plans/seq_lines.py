@@ -65,8 +65,10 @@ __all__ = [
 LINE_WORDS = 4
 #: TRIGGER codes as the firmware numbers them (seq.block.ini), in enum order.
 _TRIGGER_CODE = {t: i for i, t in enumerate(SeqTrigger)}
-#: Lines per chunk :meth:`StreamedProgram.chunks` yields by default.
-CHUNK_LINES = 1024
+#: Lines per chunk :meth:`StreamedProgram.chunks` yields by default: one
+#: buffer of a streamed table, a ring's worth (fewer, larger appends cost the
+#: feeder less per line).
+CHUNK_LINES = 4096
 #: ``SEQ.TABLE_LINE`` is a 19-bit count (from 1) that, for a streamed table,
 #: goes on across buffers and wraps.
 TABLE_LINE_MODULO = 1 << 19

@@ -579,6 +579,11 @@ class _Driver:
         watch = _LineDone(self.panda, line, bound, self.path, self._elapsed)
         yield from bps.trigger(watch, group=passed)
         yield from _wait_flushing(passed, flush)
+        if self.pauser is not None:
+            # The line's frames are taken: BITS.A low, so through the
+            # turnaround the SEQ waits at the next line's first gate (a
+            # pause there stops at once), until that line's run-up is done.
+            yield from bps.abs_set(self.handshake, 0, wait=True)
         ahead = self._steps_of(following, skip=axis)
         if ahead:
             # In the next segment's group: it waits for them, and this axis'

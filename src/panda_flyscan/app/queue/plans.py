@@ -19,7 +19,6 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from bluesky import plan_stubs as bps
 from bluesky.protocols import Movable, Readable
 from bluesky.utils import MsgGenerator
 from bluesky_queueserver import parameter_annotation_decorator
@@ -91,22 +90,6 @@ def _detectors(devices: Sequence[Any]) -> list[StandardDetector]:
     if wrong:
         raise PlanArgumentError(f"not area detectors: {wrong!r}")
     return list(devices)
-
-
-def _one_pass_seq(panda: FlyscanPanda) -> MsgGenerator[None]:
-    """The SEQ's REPEATS set to 1 before a streamed spec_scan (a workaround).
-
-    A streamed table that is one buffer (at most ``seq_lines.CHUNK_LINES``
-    lines: a short path, whose first ``TABLE<<|`` is also its last) is
-    loaded by the PandA as a fixed table, so REPEATS applies: at 0 (forever,
-    the simulated PandA's initial value) the SEQ starts the table again
-    after the last frame and waits for the first frame's position for ever,
-    and the scan never completes. The streamed SEQ flyer
-    (``plans._flyers.StreamedSeqFlyLogic.on_prepare``) should set it; until
-    it does, the queue's spec_scan does.
-    """
-    seq = panda.seq[panda.wiring.seq]
-    yield from bps.abs_set(seq.repeats, 1, wait=True)
 
 
 Plan = Callable[..., MsgGenerator[Any]]
@@ -229,8 +212,6 @@ def queue_plans(beamline: Beamline) -> dict[str, Plan]:
         control = _control(streamed)
         path = deserialize_spec(spec, motors)
         flyscan_panda, dets = _panda(panda), _detectors(detectors)
-        if control is not None:
-            yield from _one_pass_seq(flyscan_panda)
         return (
             yield from plans.spec_scan(
                 flyscan_panda,
