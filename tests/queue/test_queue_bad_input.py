@@ -144,3 +144,20 @@ def test_a_bad_spec_is_refused_naming_the_problem(spec: object, problem: str) ->
 def test_a_missing_profile_variable_is_named() -> None:
     with pytest.raises(ProfileError, match=r"needs TILED_URI, .*PANDA_PREFIX"):
         ProfileSettings.from_env({"PANDA_FLYSCAN_BEAMLINE": "real"})
+
+
+def test_the_pandas_address_reaches_the_worker() -> None:
+    """PANDA_HOST (the PandA's control port: streamed, pausable spec_scans)
+    read from the environment and written back for the worker; unset, none."""
+    env = {
+        "PANDA_FLYSCAN_BEAMLINE": "real",
+        "TILED_URI": "http://127.0.0.1:8000",
+        "PANDA_FLYSCAN_DATA_DIR": "/data",
+        "PANDA_PREFIX": "BL01:PANDA:",
+        "MOTOR_PV": "BL01:M1",
+    }
+    assert ProfileSettings.from_env(env).panda_host is None
+    settings = ProfileSettings.from_env({**env, "PANDA_HOST": "panda-01"})
+    assert settings.panda_host == "panda-01"
+    assert settings.to_env()["PANDA_HOST"] == "panda-01"
+    assert ProfileSettings.from_env(settings.to_env()) == settings

@@ -83,6 +83,7 @@ async def connect_beamline(
     wiring: PandaWiring | None = None,
     captures: Sequence[Capture] = (),
     data_uri: str | None = None,
+    panda_host: str | None = None,
     timeout: float = 10.0,
 ) -> Beamline:
     """Connect a real beamline's PandA, EPICS motors and detectors.
@@ -97,6 +98,9 @@ async def connect_beamline(
             the plans to trigger and compare against them.
         captures: The PandA's default captures.
         data_uri: How Tiled reaches ``data_dir`` if it is mounted elsewhere.
+        panda_host: The PandA's address, if this host may reach its control
+            port (8888): :attr:`Beamline.control`, so ``spec_scan`` can
+            stream its table (paths of any length; pause and resume).
     """
     provider = RunFilePathProvider(data_dir, root_uri=data_uri)
     panda = FlyscanPanda(
@@ -113,6 +117,7 @@ async def connect_beamline(
         path_provider=provider,
         motors=dict(motor_devices),
         detectors=dict(detectors),
+        control=PandaControl(panda_host) if panda_host else None,
     )
 
 
@@ -125,6 +130,7 @@ def real_beamline_devices(
     wiring: PandaWiring | None = None,
     captures: Sequence[Capture] = (),
     data_uri: str | None = None,
+    panda_host: str | None = None,
     timeout: float = 10.0,
 ) -> Beamline:
     """:func:`connect_beamline` from IPython (a RunEngine must exist)."""
@@ -137,6 +143,7 @@ def real_beamline_devices(
             wiring=wiring,
             captures=captures,
             data_uri=data_uri,
+            panda_host=panda_host,
             timeout=timeout,
         ),
         timeout,

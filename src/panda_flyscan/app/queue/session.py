@@ -82,6 +82,7 @@ def build_beamline(settings: ProfileSettings) -> Beamline:
         motors=settings.motor_pvs,
         wiring=wiring,
         data_uri=settings.data_uri,
+        panda_host=settings.panda_host,
     )
 
 

@@ -18,6 +18,11 @@ variable                          what
 ``MOTOR_PV_Z``                    is a motor)
 ``DETECTOR_PREFIX``,              the simulated area detectors det, det2 (sim
 ``DETECTOR2_PREFIX``              only)
+``PANDA_HOST``                    the PandA's address (its control port,
+                                  8888): spec_scan streams its table there,
+                                  so a scan can be paused and resumed (sim:
+                                  the simulated PandA's; unset: fixed tables
+                                  only)
 ``PANDA_FLYSCAN_ENCODERS``        real: which INENC reads which motor,
                                   ``x=1,y=2,z=3`` (the default)
 ``TILED_URI``, ``TILED_API_KEY``  the Tiled server runs are written to
@@ -56,6 +61,7 @@ __all__ = [
     "ENCODERS_ENV",
     "JOURNAL_DIR_ENV",
     "MOTOR_VARIABLES",
+    "PANDA_HOST_ENV",
     "TILED_API_KEY_ENV",
     "TILED_URI_ENV",
     "BeamlineKind",
@@ -69,6 +75,8 @@ DATA_URI_ENV = "PANDA_FLYSCAN_DATA_URI"
 JOURNAL_DIR_ENV = "PANDA_FLYSCAN_JOURNAL_DIR"
 BUS_URL_ENV = "PANDA_FLYSCAN_BUS"
 BUS_NAME_ENV = "PANDA_FLYSCAN_BUS_NAME"
+#: The name ``panda-flyscan sim`` prints for the simulated PandA's address.
+PANDA_HOST_ENV = "PANDA_HOST"
 ENCODERS_ENV = "PANDA_FLYSCAN_ENCODERS"
 TILED_URI_ENV = "TILED_URI"
 #: The name Tiled's own client reads.
@@ -127,6 +135,8 @@ class ProfileSettings:
     bus_url: str | None = None
     #: The beamline's name on the bus (None: from the PandA's prefix).
     bus_name: str | None = None
+    #: The PandA's address, for its control port (None: not reachable).
+    panda_host: str | None = None
 
     @property
     def bus_beamline(self) -> str:
@@ -176,6 +186,7 @@ class ProfileSettings:
             else None,
             bus_url=env.get(BUS_URL_ENV) or None,
             bus_name=env.get(BUS_NAME_ENV) or None,
+            panda_host=env.get(PANDA_HOST_ENV) or None,
         )
 
     def to_env(self) -> dict[str, str]:
@@ -200,4 +211,6 @@ class ProfileSettings:
             env[BUS_URL_ENV] = self.bus_url
         if self.bus_name:
             env[BUS_NAME_ENV] = self.bus_name
+        if self.panda_host:
+            env[PANDA_HOST_ENV] = self.panda_host
         return env
