@@ -248,20 +248,34 @@ def test_beam_dump_mid_line_suspends_and_the_scan_resumes(
     """bluesky's stock SuspendFloor on the simulated ring current: the beam
     drops mid-line, the flyscan suspends (triggers stop at a frame boundary,
     the motor stops), the beam comes back and the scan resumes: every
-    planned frame once, at its place."""
+    planned frame once, at its place.
+
+    The suspender watches an ophyd ``Signal`` that a CA monitor of the PV
+    (ophyd-async's, over libca) keeps current, rather than an ophyd
+    ``EpicsSignalRO``: caproto's client, which ophyd uses, hands a later
+    subscriber to the same PV (tests/sim_beamline/test_ring_current.py,
+    whose subject that is) the last value it held, which this test's dump
+    could leave stale."""
     from bluesky.suspenders import SuspendFloor
-    from ophyd import EpicsSignal, EpicsSignalRO
+    from ophyd import Signal
+    from ophyd_async.core import observe_value
+    from ophyd_async.epics.core import epics_signal_rw
 
     bl = flyscan.beamline
     x, y = bl.motor("x"), bl.motor("y")
     det = bl.detectors["det"]
     spec = Fly(0.005 @ (Line(y, 0, 0.2, 3) * ~Line(x, 0, 2, 200)))
-    pv = f"{beamline.prefix}:RING:CURRENT"
-    current = EpicsSignalRO(pv, name="ring_current")
-    writer = EpicsSignal(pv, name="ring_writer")
-    for signal in (current, writer):
-        signal.wait_for_connection(timeout=30)
+    pv = epics_signal_rw(float, f"ca://{beamline.prefix}:RING:CURRENT", name="ring")
+    flyscan.run(pv.connect(timeout=30))
+    current = Signal(name="ring_current", value=flyscan.run(pv.get_value()))
+    assert current.get() == 300.0
+
+    async def mirror() -> None:
+        async for value in observe_value(pv):
+            current.put(value)
+
     RE = flyscan.RE
+    mirroring = asyncio.run_coroutine_threadsafe(mirror(), RE.loop)
     suspender = SuspendFloor(current, suspend_thresh=50, resume_thresh=200, sleep=0.5)
     suspended = threading.Event()
     RE.msg_hook = lambda msg: (
@@ -273,10 +287,10 @@ def test_beam_dump_mid_line_suspends_and_the_scan_resumes(
     def dump_and_refill() -> None:
         # Mid-way through the second line.
         flyscan.run(wait_for_value(captured, lambda n: n >= 300, timeout=60))
-        writer.put(0.0, wait=True, timeout=10)
+        flyscan.set(pv, 0.0)
         if suspended.wait(30):
             rows_at_trip.append(flyscan.run(captured.get_value()))
-        writer.put(300.0, wait=True, timeout=10)
+        flyscan.set(pv, 300.0)
 
     RE.install_suspender(suspender)
     tripper = threading.Thread(target=dump_and_refill, daemon=True)
@@ -287,9 +301,8 @@ def test_beam_dump_mid_line_suspends_and_the_scan_resumes(
     finally:
         RE.remove_suspender(suspender)
         RE.msg_hook = None
-        writer.put(300.0, wait=True, timeout=10)
-        for signal in (current, writer):
-            signal.destroy()
+        flyscan.set(pv, 300.0)
+        mirroring.cancel()
     assert rows_at_trip and 300 <= rows_at_trip[0] < 600
     rows = _check_rows(flyscan, uid, spec)
     images = _det_frames(flyscan)

@@ -65,6 +65,26 @@ async def ring_current(
     yield signal
 
 
+def _watch_until_beam(signal: Any, timeout: float, at_least: float = 200.0) -> int:
+    """Subscribe to ``signal`` and wait until its latest value is ``at_least``
+    mA or more; return the subscription, to keep for the test. The CA client
+    shares a PV's subscription between signals and hands a newcomer the
+    last value it holds first, which may be stale (an earlier test's dump):
+    subscribed (and so monitored) from here on, this signal's later
+    subscribers (the suspender) start from its own latest value instead."""
+    beam = threading.Event()
+
+    def seen(value: float, **_: Any) -> None:
+        if value >= at_least:
+            beam.set()
+        else:
+            beam.clear()
+
+    token = signal.subscribe(seen, run=True)
+    assert beam.wait(timeout), f"{signal.name} never read {at_least} mA or more"
+    return token
+
+
 def test_ring_current_is_an_option() -> None:
     assert SimulatorConfig().ring_current == 300.0
     assert _simulator_config({"ring_current": "250"}).ring_current == 250.0
@@ -126,6 +146,7 @@ def test_suspend_floor_suspends_a_count_while_the_beam_is_down(
     writer = EpicsSignal(_current_pv(beamline), name="ring_writer")
     for signal in (current, writer):
         signal.wait_for_connection(timeout=TIMEOUT)
+    watching = _watch_until_beam(current, TIMEOUT)
     RE = RunEngine({})
     RE.record_interruptions = True  # the suspension, as an event
     documents: list[tuple[str, dict[str, Any]]] = []
@@ -141,12 +162,15 @@ def test_suspend_floor_suspends_a_count_while_the_beam_is_down(
         elif name == "event" and streams[doc["descriptor"]] == "interruptions":
             suspended.set()
 
-    #: When the run engine started and ended the suspension (its messages).
-    suspension: dict[str, float] = {}
+    #: When the run engine started and ended suspensions (its messages).
+    suspension: dict[str, list[float]] = {
+        "_start_suspender": [],
+        "_resume_from_suspender": [],
+    }
 
     def watch_messages(msg: Msg) -> None:
-        if msg.command in ("_start_suspender", "_resume_from_suspender"):
-            suspension.setdefault(msg.command, time.time())
+        if msg.command in suspension:
+            suspension[msg.command].append(time.time())
 
     RE.subscribe(collect)
     # bluesky declares msg_hook as None (its default).
@@ -163,6 +187,10 @@ def test_suspend_floor_suspends_a_count_while_the_beam_is_down(
     RE.install_suspender(suspender)
     trips: list[str] = []
     refilled_at: list[float] = []
+    #: When the test dumped the beam. Whatever the suspender saw before is
+    #: not this test's: the CA client hands a new subscriber the PV's last
+    #: value, which an earlier test's signal may have left stale (a dump).
+    dumped_at: list[float] = []
 
     def trip_the_beam() -> None:
         """Dump the beam after the first reading; refill it once the run
@@ -171,6 +199,8 @@ def test_suspend_floor_suspends_a_count_while_the_beam_is_down(
             if not first_reading.wait(TIMEOUT):
                 trips.append("no reading came")
                 return
+            suspended.clear()
+            dumped_at.append(time.time())
             writer.put(0.0, wait=True, timeout=TIMEOUT)
             if not suspended.wait(TIMEOUT):
                 trips.append("the run engine did not suspend")
@@ -191,6 +221,7 @@ def test_suspend_floor_suspends_a_count_while_the_beam_is_down(
     finally:
         RE.remove_suspender(suspender)
         RE.loop.call_soon_threadsafe(RE.loop.stop)
+        current.unsubscribe(watching)
         for signal in (current, writer):
             signal.destroy()
     # (Not suspender.tripped then: it may already read the refilled beam.)
@@ -198,26 +229,28 @@ def test_suspend_floor_suspends_a_count_while_the_beam_is_down(
     assert suspender.tripped is False  # the beam is back
     (stop,) = [doc for name, doc in documents if name == "stop"]
     assert stop["exit_status"] == "success"
-    # The suspension, with its justification (as many as the suspender saw
-    # the current fall: once, unless a loaded machine delivered it twice).
+    # The suspension the dump caused, with its justification.
+    (dump,) = dumped_at
     interruptions = [
-        doc["data"]["interruption"]
+        doc
         for name, doc in documents
         if name == "event" and streams[doc["descriptor"]] == "interruptions"
     ]
-    assert interruptions, documents
-    for interruption in interruptions:
-        assert "ring_current = 0.0 fell below 50" in interruption, interruptions
+    after = [
+        doc["data"]["interruption"] for doc in interruptions if doc["time"] >= dump
+    ]
+    assert after, (interruptions, seen)
+    assert "ring_current = 0.0 fell below 50" in after[0], (after, seen)
     # Released only once the current had been back for the suspender's sleep:
     # from the first value over the resume threshold that followed the dump,
     # as the suspender saw them (a loaded machine delivers monitor updates
     # late, so not from the refill's put).
-    assert suspension.keys() == {"_start_suspender", "_resume_from_suspender"}
-    values = [v for _, v in seen]
-    assert 0.0 in values, seen
-    dumped = values.index(0.0)
-    back = next(t for t, v in seen[dumped:] if v >= 200)
-    assert suspension["_resume_from_suspender"] - back >= sleep, (seen, suspension)
+    start = next(t for t in suspension["_start_suspender"] if t >= dump)
+    resume = next(t for t in suspension["_resume_from_suspender"] if t >= start)
+    values = [(t, v) for t, v in seen if t >= dump]
+    dumped = next(i for i, (_, v) in enumerate(values) if v < 50)
+    back = next(t for t, v in values[dumped:] if v >= 200)
+    assert resume - back >= sleep, (seen, suspension)
     assert refilled_at, trips
     primary = [
         doc
@@ -228,12 +261,12 @@ def test_suspend_floor_suspends_a_count_while_the_beam_is_down(
     # the suspension cut short is taken again after it (the run engine
     # rewinds to its checkpoint), so a sequence number may come twice.
     assert {doc["seq_num"] for doc in primary} == set(range(1, num + 1))
-    assert num <= len(primary) <= num + len(interruptions)
-    assert all(doc["data"]["ring_current"] == full_ring for doc in primary)
-    assert not [
-        doc
-        for doc in primary
-        if suspension["_start_suspender"]
-        < doc["time"]
-        < suspension["_resume_from_suspender"]
-    ]
+    assert num <= len(primary) <= num + len(suspension["_start_suspender"])
+    assert all(doc["data"]["ring_current"] == full_ring for doc in primary), (
+        [(doc["time"], doc["seq_num"], doc["data"]["ring_current"]) for doc in primary],
+        seen,
+        suspension,
+        dumped_at,
+        refilled_at,
+    )
+    assert not [doc for doc in primary if start < doc["time"] < resume]
