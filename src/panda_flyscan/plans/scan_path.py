@@ -182,6 +182,14 @@ class _Chunk:
     def __len__(self) -> int:
         return len(self.gap)
 
+    def pieces(self) -> Iterator[tuple[int, int, bool]]:
+        """``(i, j, new)``: frames ``i..j-1`` lie between two gaps; ``new``
+        if frame ``i`` starts a block (else it goes on from the last chunk)."""
+        starts = np.flatnonzero(self.gap).tolist()
+        for i, j in pairwise([0, *starts, len(self)]):
+            if i < j:
+                yield i, j, bool(self.gap[i])
+
 
 def _chunks(dims: list[Any], size: int) -> Iterator[_Chunk]:
     path = Path(dims)
@@ -241,11 +249,8 @@ class _Survey:
             r = self.ranges[a]
             r[0] = min(r[0], float(chunk.mid[a].min()))
             r[1] = max(r[1], float(chunk.mid[a].max()))
-        starts = np.flatnonzero(chunk.gap)
-        for i, j in pairwise([0, *starts.tolist(), len(chunk)]):
-            if i == j:
-                continue
-            if chunk.gap[i]:
+        for i, j, new in chunk.pieces():
+            if new:
                 self._close()
                 self._block = chunk.first + i
                 self._still = dict.fromkeys(self.axes, True)
@@ -330,11 +335,8 @@ class _Cutter:
         self._axis: Any | None = None  # the block's flown axis, if one
 
     def add(self, chunk: _Chunk) -> None:
-        starts = np.flatnonzero(chunk.gap)
-        for i, j in pairwise([0, *starts.tolist(), len(chunk)]):
-            if i == j:
-                continue
-            if chunk.gap[i]:
+        for i, j, new in chunk.pieces():
+            if new:
                 self._close()
                 moving = self.moving[chunk.first + i]
                 self._axis = moving[0] if len(moving) == 1 else None
